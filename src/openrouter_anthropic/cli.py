@@ -1,0 +1,105 @@
+"""Command line: `openrouter-anthropic serve | fake-upstream | version`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .settings import Settings, SettingsError
+
+_SETTINGS_ENV = "OPENROUTER_ANTHROPIC_SETTINGS_JSON"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="openrouter-anthropic",
+        description="Anthropic Messages API server answered by models on OpenRouter.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the server")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 4000)")
+    serve.add_argument("--config", help="YAML config file")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (each uses one core; default 1)")
+    serve.add_argument("--log-level", help="debug, info, warning or error")
+    sub.add_parser("fake-upstream", add_help=False,
+                   help="run a fake OpenRouter on loopback (tests, demos, benchmarks); "
+                   "see fake-upstream --help")
+    sub.add_parser("version", help="print the version")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fake-upstream"]:
+        from .fake_upstream import main as fake_main
+
+        return fake_main(argv[1:])
+    args = parser.parse_args(argv)
+
+    if args.command == "version":
+        print(__version__)
+        return 0
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.load(
+            args.config,
+            overrides={"host": args.host, "port": args.port, "log_level": args.log_level},
+        )
+    except SettingsError as exc:
+        print(f"openrouter-anthropic: {exc}", file=sys.stderr)
+        return 2
+    if not settings.openrouter_api_key:
+        print("openrouter-anthropic: warning: OPENROUTER_API_KEY is not set; "
+              "the upstream will refuse requests unless it needs no key", file=sys.stderr)
+    import uvicorn
+
+    from .observability import configure_logging
+
+    configure_logging(settings.log_level)
+    print(f"openrouter-anthropic {__version__}: listening on "
+          f"http://{settings.host}:{settings.port} -> {settings.openrouter_base_url} "
+          f"(big={settings.big_model}, small={settings.small_model})", file=sys.stderr)
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop" if sys.platform != "win32" else "asyncio",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": settings.log_level.lower(),
+        "timeout_graceful_shutdown": 30,
+    }
+    if args.workers > 1:
+        # Worker processes rebuild the same Settings from this variable.
+        os.environ[_SETTINGS_ENV] = json.dumps(_plain(settings))
+        uvicorn.run("openrouter_anthropic.cli:app_from_env", factory=True,
+                    workers=args.workers, **common)
+    else:
+        from .app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+    return 0
+
+
+def _plain(settings: Settings) -> dict[str, Any]:
+    import dataclasses
+
+    values = dataclasses.asdict(settings)
+    values["proxy_api_keys"] = list(settings.proxy_api_keys)
+    return values
+
+
+def app_from_env() -> Any:
+    """uvicorn factory for worker processes."""
+    from .app import create_app
+    from .observability import configure_logging
+
+    settings = Settings.from_mapping(json.loads(os.environ[_SETTINGS_ENV]))
+    configure_logging(settings.log_level)
+    return create_app(settings)
