@@ -116,7 +116,7 @@ _READ = re.compile(r"\bread (\S+) and (\S+)", re.I)
 _THINK = re.compile(r"\bthink about (.+)", re.I | re.S)
 _WORKDIR = re.compile(r"Working directory: (\S+)")
 # Claude Code wraps context in these blocks; they must not trigger the rules.
-_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
+_REMINDER = re.compile(r"<(system-reminder|system-message)>.*?</\1>", re.S)
 
 
 def _text_of(content: Any) -> str:

@@ -109,7 +109,7 @@ def _get_counter() -> tuple[str, Callable[[str], int]]:
             except Exception as exc:  # ImportError, missing data, hash mismatch, ...
                 logger.warning(
                     "token counting: %s tokenizer unavailable (%s: %s); using the character "
-                    "heuristic (~4 chars/token), expect +-20%%",
+                    "heuristic (~4 chars/token; English/code within ~+-15%%, JSON ~-30%%)",
                     ENCODING_NAME,
                     type(exc).__name__,
                     exc,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ..gateway import Gateway, RequestContext
 from ..http import Request, Response, json_response
 
@@ -30,4 +32,6 @@ async def create_message(gateway: Gateway, request: Request, ctx: RequestContext
 
 async def count_tokens(gateway: Gateway, request: Request, ctx: RequestContext) -> Response:
     body = await request.json(gateway.settings.max_body_bytes)
-    return json_response({"input_tokens": gateway.count_tokens(body, ctx)})
+    # Tokenizing a large conversation takes tens of ms: keep it off the event loop.
+    count = await asyncio.to_thread(gateway.count_tokens, body, ctx)
+    return json_response({"input_tokens": count})
