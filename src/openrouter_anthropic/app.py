@@ -37,7 +37,8 @@ _PUBLIC_PATHS = frozenset({"/", "/health"})
 class App:
     def __init__(self, settings: Settings, upstream: Upstream | None = None) -> None:
         self.settings = settings
-        self.router = Router(settings.big_model, settings.small_model, settings.aliases)
+        self.router = Router(settings.big_model, settings.small_model, settings.aliases,
+                             settings.fallbacks)
         self.profiles = Profiles()
         self._upstream = upstream
         self._gateway: Gateway | None = None

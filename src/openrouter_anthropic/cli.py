@@ -28,6 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (each uses one core; default 1)")
     serve.add_argument("--log-level", help="debug, info, warning or error")
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="serve a non-loopback address without client keys (unsafe: "
+                       "anyone who reaches it spends your OpenRouter credit)")
+    doctor = sub.add_parser("doctor", help="check the configuration and the upstream")
+    doctor.add_argument("--config", help="YAML config file")
     sub.add_parser("fake-upstream", add_help=False,
                    help="run a fake OpenRouter on loopback (tests, demos, benchmarks); "
                    "see fake-upstream --help")
@@ -42,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "doctor":
+        from .doctor import run_doctor
+
+        return run_doctor(args.config)
     return _serve(args)
 
 
@@ -53,6 +62,13 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except SettingsError as exc:
         print(f"openrouter-anthropic: {exc}", file=sys.stderr)
+        return 2
+    if not settings.proxy_api_keys and not _is_loopback(settings.host) \
+            and not args.allow_unauthenticated:
+        print(f"openrouter-anthropic: refusing to serve {settings.host} without client keys: "
+              "anyone who can reach it would spend your OpenRouter credit.\n"
+              "Set PROXY_API_KEYS=key1,key2 (or proxy_api_keys in the config file), "
+              "or pass --allow-unauthenticated.", file=sys.stderr)
         return 2
     if not settings.openrouter_api_key:
         print("openrouter-anthropic: warning: OPENROUTER_API_KEY is not set; "
@@ -85,6 +101,17 @@ def _serve(args: argparse.Namespace) -> int:
 
         uvicorn.run(create_app(settings), **common)
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _plain(settings: Settings) -> dict[str, Any]:

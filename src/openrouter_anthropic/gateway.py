@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+import orjson
 
 from .errors import InvalidRequest, UpstreamError
 from .profiles import Profiles
+from .retry import RetryPolicy, call_with_retries
 from .routing import Route, Router
 from .settings import Settings
 from .tokens import count_chat_tokens
@@ -24,9 +27,11 @@ from .translate.request import ChatPlan, RequestOptions, build_chat_request
 from .translate.response import chat_to_message
 from .translate.sse import PING, encode_event
 from .translate.stream import State, StreamTranslator
+from .translate.structured import extract_json, feedback, validation_errors
 from .upstream import Upstream, UpstreamStream
 
 log = logging.getLogger("openrouter_anthropic.gateway")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -38,6 +43,7 @@ class RequestContext:
     requested_model: str | None = None
     upstream_model: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
+    cost: float | None = None
     first_token_at: float | None = None
 
 
@@ -49,6 +55,12 @@ class Gateway:
         self.upstream = upstream
         self.router = router
         self.profiles = profiles
+        self.retry_policy = RetryPolicy(
+            max_retries=settings.max_retries,
+            base_delay=settings.retry_base_delay,
+            max_delay=settings.retry_max_delay,
+            max_wait=settings.retry_max_wait,
+        )
 
     def plan(self, body: Mapping[str, Any], ctx: RequestContext) -> tuple[Route, ChatPlan]:
         model = body.get("model")
@@ -74,11 +86,59 @@ class Gateway:
         if plan.max_tokens == 0:
             return self._prewarm_answer(route, plan)
         plan.body.pop("stream", None)
-        completion = await self.upstream.complete(plan.body, {})
-        message = chat_to_message(completion, route.requested, plan.names, plan.omit_thinking,
-                                  plan.stop_sequences)
+        if plan.output_schema is not None:
+            return await self._structured(route, plan, plan.output_schema, ctx)
+        message = await self._complete(route, plan, plan.body, ctx)
         ctx.usage = message["usage"]
         return message
+
+    async def _complete(
+        self, route: Route, plan: ChatPlan, body: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        completion = await self._with_retries(
+            route, body, ctx, lambda b: self.upstream.complete(b, {})
+        )
+        raw_usage = completion.get("usage")
+        if isinstance(raw_usage, Mapping) and isinstance(raw_usage.get("cost"), int | float):
+            ctx.cost = (ctx.cost or 0.0) + float(raw_usage["cost"])
+        return chat_to_message(completion, route.requested, plan.names, plan.omit_thinking,
+                               plan.stop_sequences)
+
+    async def _structured(
+        self, route: Route, plan: ChatPlan, schema: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        """Ask, validate against the schema, re-ask with the errors (a bounded number)."""
+        body = plan.body
+        total: dict[str, Any] = {}
+        errors: list[str] = []
+        for _ in range(self.settings.structured_output_retries + 1):
+            message = await self._complete(route, plan, body, ctx)
+            total = _add_usage(total, message["usage"])
+            text = "".join(b["text"] for b in message["content"] if b["type"] == "text")
+            try:
+                value = extract_json(text)
+                errors = validation_errors(value, schema)
+            except ValueError as exc:
+                errors = [str(exc)]
+            if not errors:
+                blocks = [b for b in message["content"] if b["type"] != "text"]
+                message["content"] = [*blocks, {"type": "text",
+                                                "text": orjson.dumps(value).decode()}]
+                message["usage"] = ctx.usage = total
+                return message
+            if message["stop_reason"] == "max_tokens":
+                break
+            body = {**body, "messages": [*body["messages"],
+                                         {"role": "assistant", "content": text},
+                                         {"role": "user", "content": feedback(errors)}]}
+        ctx.usage = total
+        raise UpstreamError(
+            "the model's answer did not match output_config.format after "
+            f"{self.settings.structured_output_retries + 1} attempts: {'; '.join(errors)}",
+            status=500,
+            error_type="api_error",
+            headers={"x-should-retry": "false"},
+        )
 
     def _prewarm_answer(self, route: Route, plan: ChatPlan) -> dict[str, Any]:
         # max_tokens: 0 asks for no generation (cache pre-warm): nothing to send upstream.
@@ -99,8 +159,15 @@ class Gateway:
         route, plan = self.plan(body, ctx)
         if plan.max_tokens == 0:
             return _replay_as_stream(self._prewarm_answer(route, plan))
+        if plan.output_schema is not None:
+            # The answer must be validated whole before the client sees it.
+            plan.body.pop("stream", None)
+            message = await self._structured(route, plan, plan.output_schema, ctx)
+            return _replay_as_stream(message)
         plan.body["stream"] = True
-        upstream = await self.upstream.open_stream(plan.body, {})
+        upstream = await self._with_retries(
+            route, plan.body, ctx, lambda b: self.upstream.open_stream(b, {})
+        )
         translator = StreamTranslator(
             message_id=new_message_id(),
             model=route.requested,
@@ -155,9 +222,35 @@ class Gateway:
         finally:
             if translator.final_usage is not None:
                 ctx.usage = usage(translator.final_usage)
+                cost = translator.final_usage.get("cost")
+                if isinstance(cost, int | float):
+                    ctx.cost = float(cost)
             if translator.error is not None:
                 log.warning("stream %s ended with %s: %s", ctx.request_id, *translator.error)
             await upstream.close()
+
+    async def _with_retries(
+        self,
+        route: Route,
+        body: dict[str, Any],
+        ctx: RequestContext,
+        send: Callable[[dict[str, Any]], Awaitable[T]],
+    ) -> T:
+        def call(model: str) -> Awaitable[T]:
+            ctx.upstream_model = model
+            return send(body if model == body["model"] else self._body_for(body, model))
+
+        return await call_with_retries(
+            (body["model"], *route.fallbacks), call, self.retry_policy
+        )
+
+    def _body_for(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """The same request for a fallback model, within that model's output limit."""
+        out = {**body, "model": model}
+        profile = self.profiles.get(model)
+        if profile.max_output is not None:
+            out["max_tokens"] = max(min(int(body["max_tokens"]), profile.max_output), 1)
+        return out
 
     def count_tokens(self, body: Mapping[str, Any], ctx: RequestContext) -> int:
         """Count the request as it will be sent upstream (system and tools included)."""
@@ -168,6 +261,16 @@ class Gateway:
         return count_chat_tokens(plan.body)
 
 
+def _add_usage(total: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(total)
+    for key, value in more.items():
+        if isinstance(value, int):
+            out[key] = out.get(key, 0) + value
+        elif key not in out:
+            out[key] = value
+    return out
+
+
 def _encode(events: list[tuple[str, dict[str, Any]]]) -> bytes:
     return b"".join(encode_event(name, data) for name, data in events)
 
@@ -175,14 +278,35 @@ def _encode(events: list[tuple[str, dict[str, Any]]]) -> bytes:
 async def _replay_as_stream(message: dict[str, Any]) -> AsyncIterator[bytes]:
     """A complete message as the Anthropic event sequence (used for local answers)."""
     start = {**message, "content": [], "stop_reason": None}
-    yield encode_event("message_start", {"type": "message_start", "message": start})
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("message_start", {"type": "message_start", "message": start})
+    ]
     for index, block in enumerate(message["content"]):
-        yield encode_event("content_block_start", {"type": "content_block_start",
-                                                   "index": index, "content_block": block})
-        yield encode_event("content_block_stop", {"type": "content_block_stop", "index": index})
-    yield encode_event("message_delta", {
+        shell, deltas = _block_as_deltas(block)
+        events.append(("content_block_start", {"type": "content_block_start", "index": index,
+                                                "content_block": shell}))
+        events.extend(("content_block_delta", {"type": "content_block_delta", "index": index,
+                                               "delta": delta}) for delta in deltas)
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    events.append(("message_delta", {
         "type": "message_delta",
         "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
         "usage": message["usage"],
-    })
-    yield encode_event("message_stop", {"type": "message_stop"})
+    }))
+    events.append(("message_stop", {"type": "message_stop"}))
+    yield _encode(events)
+
+
+def _block_as_deltas(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    kind = block["type"]
+    if kind == "text":
+        return {"type": "text", "text": ""}, [{"type": "text_delta", "text": block["text"]}]
+    if kind == "tool_use":
+        return ({**block, "input": {}},
+                [{"type": "input_json_delta",
+                  "partial_json": orjson.dumps(block["input"]).decode()}])
+    if kind == "thinking":
+        return ({"type": "thinking", "thinking": "", "signature": ""},
+                [{"type": "thinking_delta", "thinking": block["thinking"]},
+                 {"type": "signature_delta", "signature": block["signature"]}])
+    return block, []

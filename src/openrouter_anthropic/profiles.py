@@ -20,6 +20,8 @@ class ModelProfile:
     reasoning: bool = False
     # The model wants its previous reasoning text sent back as `reasoning_content`.
     replay_reasoning_content: bool = False
+    # The upstream enforces `response_format: json_schema` itself.
+    structured_outputs: bool = False
 
     @property
     def family(self) -> str:
@@ -62,17 +64,28 @@ _FALLBACK: dict[str, tuple[int, int, bool]] = {
     "x-ai/grok-4": (256_000, 256_000, True),
 }
 
+# Families whose models enforce json_schema response formats (when the list does not say).
+_STRUCTURED_FAMILIES = frozenset({"openai", "google"})
+
 # Families whose reasoning must be sent back as `reasoning_content` on assistant turns.
 _REASONING_CONTENT_FAMILIES = frozenset({"deepseek", "moonshotai", "z-ai"})
 
 
-def _profile(slug: str, context: int, max_output: int | None, reasoning: bool) -> ModelProfile:
+def _profile(
+    slug: str,
+    context: int,
+    max_output: int | None,
+    reasoning: bool,
+    structured: bool | None = None,
+) -> ModelProfile:
+    family = family_of(slug)
     return ModelProfile(
         slug=slug,
         context_length=context,
         max_output=max_output,
         reasoning=reasoning,
-        replay_reasoning_content=family_of(slug) in _REASONING_CONTENT_FAMILIES and reasoning,
+        replay_reasoning_content=family in _REASONING_CONTENT_FAMILIES and reasoning,
+        structured_outputs=family in _STRUCTURED_FAMILIES if structured is None else structured,
     )
 
 
@@ -110,6 +123,7 @@ class Profiles:
                 int(context),
                 int(max_output) if isinstance(max_output, int) and max_output > 0 else None,
                 reasoning,
+                "structured_outputs" in params,
             )
             taken += 1
         if taken:

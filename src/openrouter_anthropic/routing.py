@@ -7,7 +7,7 @@ through, then any Claude-looking name: ``haiku`` -> small, everything else -> bi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import NotFound
@@ -43,18 +43,34 @@ class Route:
     requested: str  # echoed back to the client as `model`
     upstream: str  # OpenRouter slug
     via: str  # "alias", "big", "small" or "slug": how the name was resolved
+    fallbacks: tuple[str, ...] = ()  # tried in order when `upstream` fails retryably
 
 
 class Router:
-    def __init__(self, big: str, small: str, aliases: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        big: str,
+        small: str,
+        aliases: Mapping[str, str] | None = None,
+        fallbacks: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.big = big
         self.small = small
+        self.fallbacks = {name: tuple(models) for name, models in (fallbacks or {}).items()}
         table = {"big": big, "small": small}
         for name, target in (aliases or {}).items():
             table[name] = {"big": big, "small": small}.get(target, target)
         self.aliases: dict[str, str] = table
 
     def resolve(self, requested: str) -> Route:
+        route = self._resolve(requested)
+        for key in (requested, route.via, route.upstream):
+            if key in self.fallbacks:
+                chain = tuple(m for m in self.fallbacks[key] if m != route.upstream)
+                return Route(route.requested, route.upstream, route.via, chain)
+        return route
+
+    def _resolve(self, requested: str) -> Route:
         name = requested.strip()
         if name.endswith(_LONG_CONTEXT_SUFFIX):
             name = name[: -len(_LONG_CONTEXT_SUFFIX)]

@@ -42,6 +42,8 @@ class Settings:
     small_model: str = "anthropic/claude-3.7-sonnet"
     # Extra or overriding aliases: requested model name -> OpenRouter slug.
     aliases: dict[str, str] = field(default_factory=dict)
+    # Fallback models per alias, Claude family (`big`/`small`) or slug, tried in order.
+    fallbacks: dict[str, list[str]] = field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 4000
     # Client keys accepted by the gateway (x-api-key or Bearer). Empty: no key is checked.
@@ -53,6 +55,11 @@ class Settings:
     app_title: str = "openrouter-anthropic-server"
     # OpenRouter provider routing preferences, sent as the request's `provider` object.
     provider: dict[str, Any] = field(default_factory=dict)
+    # Upstream retries per model on 429/5xx/connection errors, before the first byte.
+    max_retries: int = 2
+    retry_base_delay: float = 0.5
+    retry_max_delay: float = 8.0
+    retry_max_wait: float = 20.0
     connect_timeout: float = 10.0
     # Seconds to wait for the upstream's first byte, and between two stream chunks.
     first_byte_timeout: float = 600.0
@@ -63,6 +70,8 @@ class Settings:
     max_connections: int = 512
     # Fetch OpenRouter's model list at start (max output, context); falls back to a table.
     fetch_model_list: bool = True
+    # Re-asks when a model without native structured outputs answers off-schema.
+    structured_output_retries: int = 2
     log_level: str = "info"
     access_log: bool = False
 

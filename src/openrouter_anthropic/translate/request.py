@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidRequest
+import orjson
+
+from ..errors import InvalidRequest, NotFound
 from ..profiles import ModelProfile
 from .content import Converter, check_content_list, text_of_blocks
 from .tools import ToolNames, function_tool, tool_choice
@@ -41,6 +43,8 @@ class ChatPlan:
     max_tokens: int
     stop_sequences: list[str] = field(default_factory=list)
     omit_thinking: bool = False
+    # Structured output the upstream cannot enforce: the gateway validates and re-asks.
+    output_schema: dict[str, Any] | None = None
 
 
 def build_chat_request(
@@ -49,6 +53,7 @@ def build_chat_request(
     profile: ModelProfile,
     options: RequestOptions = RequestOptions(),
 ) -> ChatPlan:
+    _refuse_unmappable(req)
     max_tokens = _required_int(req, "max_tokens", minimum=0)
     messages = req.get("messages")
     if messages is None:
@@ -62,7 +67,7 @@ def build_chat_request(
     family = profile.family
     keep_cache = family in _CACHE_FAMILIES
     names = ToolNames()
-    tools = _tools(req.get("tools"), names, keep_cache, _referenced_tools(messages))
+    tools = _tools(req.get("tools"), names, keep_cache, _referenced_tools(messages), family)
 
     converter = Converter(
         names=names,
@@ -103,7 +108,7 @@ def build_chat_request(
     if user:
         body["user"] = user
     omit_thinking = _reasoning(req, body, profile, max_tokens)
-    _output_format(req, body)
+    output_schema = _output_format(req, body, profile.structured_outputs)
     top_cache = req.get("cache_control")
     if keep_cache and isinstance(top_cache, Mapping):
         body["cache_control"] = dict(top_cache)
@@ -116,7 +121,21 @@ def build_chat_request(
         body["stream"] = True
     # OpenRouter reports usage (incl. cost and cache tokens) only when asked on some routes.
     body["usage"] = {"include": True}
-    return ChatPlan(body, names, stream, max_tokens, stop, omit_thinking)
+    return ChatPlan(body, names, stream, max_tokens, stop, omit_thinking, output_schema)
+
+
+def _refuse_unmappable(req: Mapping[str, Any]) -> None:
+    """Fields whose clients have a fallback for a 400, and that cannot be honoured here."""
+    if req.get("safeguards") is not None:
+        # Claude Code retries without `safeguards` and runs the check itself.
+        raise InvalidRequest("safeguards: not supported by this gateway")
+    thread = req.get("thread")
+    if isinstance(thread, Mapping) and thread.get("type") == "continue":
+        # Threads are not held: clients resend the whole conversation on this 404.
+        raise NotFound(
+            "thread: the thread to continue was not found; send the whole conversation",
+            details={"error_code": "thread_not_found"},
+        )
 
 
 def _required_int(req: Mapping[str, Any], name: str, minimum: int) -> int:
@@ -179,7 +198,7 @@ def _referenced_tools(messages: list[Any]) -> set[str]:
 
 
 def _tools(
-    tools: Any, names: ToolNames, keep_cache: bool, loaded: set[str]
+    tools: Any, names: ToolNames, keep_cache: bool, loaded: set[str], family: str
 ) -> list[dict[str, Any]]:
     if tools is None:
         return []
@@ -193,7 +212,7 @@ def _tools(
         if tool.get("defer_loading") is True and tool.get("name") not in loaded:
             names.add(str(tool.get("name")))
             continue
-        out.append(function_tool(tool, f"tools.{i}", names, keep_cache))
+        out.append(function_tool(tool, f"tools.{i}", names, keep_cache, family))
     return out
 
 
@@ -274,21 +293,41 @@ def _effort(req: Mapping[str, Any]) -> str | None:
     return str(effort)
 
 
-def _output_format(req: Mapping[str, Any], body: dict[str, Any]) -> None:
+def _output_format(
+    req: Mapping[str, Any], body: dict[str, Any], native: bool
+) -> dict[str, Any] | None:
+    """`output_config.format` (or the older `output_format`) -> `response_format`.
+
+    Returns the schema when the upstream model cannot enforce it: the gateway then asks
+    for it in words and validates the answer itself.
+    """
     config = req.get("output_config")
     fmt = config.get("format") if isinstance(config, Mapping) else None
     fmt = fmt if fmt is not None else req.get("output_format")
     if fmt is None:
-        return
+        return None
     if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema":
         raise InvalidRequest("output_config.format.type: Input should be 'json_schema'")
     schema = fmt.get("schema")
     if not isinstance(schema, Mapping):
         raise InvalidRequest("output_config.format.schema: Field required")
-    body["response_format"] = {
-        "type": "json_schema",
-        "json_schema": {"name": "output", "schema": dict(schema), "strict": True},
-    }
+    if native:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": dict(schema), "strict": True},
+        }
+        return None
+    instruction = (
+        "Answer with a single JSON document, and nothing else, that validates against this "
+        f"JSON Schema:\n{orjson.dumps(schema).decode()}"
+    )
+    body["messages"].insert(_after_system(body["messages"]), {"role": "system",
+                                                               "content": instruction})
+    return dict(schema)
+
+
+def _after_system(messages: list[dict[str, Any]]) -> int:
+    return 1 if messages and messages[0]["role"] == "system" else 0
 
 
 def _service_tier(req: Mapping[str, Any], body: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
+from .schema import needs_sanitizing, sanitize_for_gemini
 
 MAX_NAME = 64
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -131,7 +132,11 @@ _SERVER_TOOL_PREFIXES = ("web_search_", "web_fetch_", "code_execution_", "tool_s
 
 
 def function_tool(
-    tool: Mapping[str, Any], path: str, names: ToolNames, keep_cache_control: bool
+    tool: Mapping[str, Any],
+    path: str,
+    names: ToolNames,
+    keep_cache_control: bool,
+    family: str = "",
 ) -> dict[str, Any]:
     """One Anthropic tool definition -> an OpenAI-style function tool."""
     tool_type = tool.get("type")
@@ -142,7 +147,8 @@ def function_tool(
         schema = tool.get("input_schema")
         if not isinstance(schema, Mapping):
             raise InvalidRequest(f"{path}.input_schema: Field required")
-        function: dict[str, Any] = {"name": names.add(name), "parameters": dict(schema)}
+        parameters = sanitize_for_gemini(schema) if needs_sanitizing(family) else dict(schema)
+        function: dict[str, Any] = {"name": names.add(name), "parameters": parameters}
         description = tool.get("description")
         if isinstance(description, str) and description:
             function["description"] = description
