@@ -1,28 +1,42 @@
 """create_app(settings): the ASGI application.
 
-Owns the lifespan (the upstream client, the model list), routing, client-key checks, the
-Anthropic error envelope and client-disconnect handling. Handlers live in `api/`.
+Owns the lifespan (the upstream client, the model list), routing, client and admin keys,
+rate limits, CORS, the Anthropic error envelope, client disconnects, and what every request
+leaves behind (a log line, metrics, the error store). Handlers live in `api/`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
-from . import __version__
-from .api import messages, models
-from .errors import AuthenticationFailed, GatewayError, NotFound, error_body
+from .api import debug, health, messages, models
+from .cors import allowed_origin, cors_headers, preflight_headers
+from .errors import (
+    AuthenticationFailed,
+    GatewayError,
+    NotFound,
+    RateLimited,
+    UpstreamError,
+    error_body,
+)
+from .errorstore import ErrorStore
 from .gateway import Gateway, RequestContext
 from .http import Receive, Request, Response, Scope, Send, json_response, send_response
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import GatewayMetrics
 from .observability import log_request
 from .profiles import Profiles
+from .ratelimit import Decision, Limits, RateLimiter, make_rate_limiter
 from .routing import Router
 from .settings import Settings
 from .translate.sse import encode_event
@@ -32,16 +46,39 @@ from .upstream.openrouter import OpenRouterUpstream
 log = logging.getLogger("openrouter_anthropic")
 
 _PUBLIC_PATHS = frozenset({"/", "/health"})
+_ADMIN_PREFIXES = ("/debug/", "/metrics", "/admin/")
+_ROUTE_LABELS = {
+    "/v1/messages": "/v1/messages",
+    "/v1/messages/count_tokens": "/v1/messages/count_tokens",
+    "/v1/models": "/v1/models",
+    "/health": "/health",
+    "/health/detailed": "/health/detailed",
+    "/metrics": "/metrics",
+    "/": "/",
+}
 
 
 class App:
-    def __init__(self, settings: Settings, upstream: Upstream | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        upstream: Upstream | None = None,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
         self.settings = settings
         self.router = Router(settings.big_model, settings.small_model, settings.aliases,
                              settings.fallbacks)
         self.profiles = Profiles()
+        self.metrics = GatewayMetrics()
+        self.errors = ErrorStore(
+            settings.error_store_size,
+            secrets=[settings.openrouter_api_key, settings.admin_api_key,
+                     *settings.proxy_api_keys],
+        )
         self._upstream = upstream
         self._gateway: Gateway | None = None
+        self._rate_limiter = rate_limiter
+        self._probe: health.UpstreamProbe | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.started_at = time.time()
 
@@ -58,8 +95,15 @@ class App:
                 max_connections=self.settings.max_connections,
             )
             self._upstream = upstream
-            self._gateway = Gateway(self.settings, upstream, self.router, self.profiles)
+            self._gateway = Gateway(self.settings, upstream, self.router, self.profiles,
+                                    self.metrics)
         return self._gateway
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        if self._rate_limiter is None and self.settings.rate_limits_enabled:
+            self._rate_limiter = make_rate_limiter(self.settings.redis_url or None)
+        return self._rate_limiter
 
     # -- ASGI -------------------------------------------------------------------------
 
@@ -103,6 +147,8 @@ class App:
             task.cancel()
         if self._upstream is not None:
             await self._upstream.close()
+        if self._rate_limiter is not None:
+            await self._rate_limiter.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = "req_" + secrets.token_hex(12)
@@ -112,30 +158,35 @@ class App:
         status = 500
         task = asyncio.current_task()
         disconnected = False
+        watcher: asyncio.Task[None] | None = None
 
         async def watch_disconnect() -> None:
             nonlocal disconnected
-            # Only after the body was read: until then the handler owns receive().
+            # Started once the body is read: until then the handler owns receive().
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    disconnected = True
+                    disconnected = ctx.client_disconnected = True
                     if task is not None:
                         task.cancel()
                     return
-
-        watcher: asyncio.Task[None] | None = None
 
         def start_watching() -> None:
             nonlocal watcher
             watcher = asyncio.ensure_future(watch_disconnect())
 
         request.after_body = start_watching
+        origin = allowed_origin(request.headers, self.settings.cors_origins)
         try:
-            response = await self._respond(request, ctx)
+            if request.method == "OPTIONS" and origin is not None:
+                response = Response(204, headers=preflight_headers(origin, request.headers))
+            else:
+                response = await self._respond(request, ctx)
+            if origin is not None:
+                response.headers.update(cors_headers(origin))
             status = response.status
             if response.stream is not None:
-                response.stream = _guard_stream(response.stream, request_id)
+                response.stream = self._guard_stream(response.stream, ctx)
             await send_response(send, response, request_id)
         except asyncio.CancelledError:
             if not disconnected:
@@ -146,41 +197,83 @@ class App:
         finally:
             if watcher is not None:
                 watcher.cancel()
-            if self.settings.access_log or status >= 500:
-                log_request(request, ctx, status, time.perf_counter() - started)
+            await self._finish(request, ctx, status, time.perf_counter() - started)
 
     async def _respond(self, request: Request, ctx: RequestContext) -> Response:
         try:
-            self._authenticate(request)
+            self._authenticate(request, ctx)
+            if request.method == "POST" and request.path.rstrip("/") == "/v1/messages":
+                return await self._limited(request, ctx)
             return await self._dispatch(request, ctx)
         except GatewayError as exc:
-            return Response(exc.status, _dumps(exc.body(request.request_id)),
-                            exc.response_headers())
+            if isinstance(exc, UpstreamError):
+                self.metrics.upstream_error(exc.error_type)
+            self._record_error(request, ctx, exc.status, exc.error_type, exc.message)
+            response = Response(exc.status, orjson.dumps(exc.body(request.request_id)),
+                                exc.response_headers())
+            response.headers.update(ctx.rate_limit_headers)
+            return response
         except Exception:
             log.exception("unhandled error in %s %s (%s)", request.method, request.path,
                           request.request_id)
+            self._record_error(request, ctx, 500, "api_error", "internal server error")
             body = error_body("api_error", "internal server error", request.request_id)
-            return Response(500, _dumps(body))
+            return Response(500, orjson.dumps(body))
 
-    def _authenticate(self, request: Request) -> None:
-        keys = self.settings.proxy_api_keys
-        if not keys or request.path in _PUBLIC_PATHS:
+    async def _limited(self, request: Request, ctx: RequestContext) -> Response:
+        """POST /v1/messages under the client key's rate limits."""
+        limiter, limits = self.rate_limiter, self._limits_for(request.client_key)
+        if limiter is None or limits is None:
+            return await self._dispatch(request, ctx)
+        estimate = _declared_size(request) // 4
+        decision: Decision = await limiter.acquire(ctx.key_id, limits, estimate)
+        ctx.rate_limit_headers = dict(decision.headers)
+        if not decision.allowed:
+            self.metrics.rate_limited(ctx.key_id)
+            raise RateLimited(
+                f"rate limit exceeded for this API key; retry in {decision.retry_after:.0f} s",
+                headers=dict(decision.headers),
+            )
+        ctx.rate_limit = (limiter, limits, estimate)
+        response = await self._dispatch(request, ctx)
+        response.headers.update(decision.headers)
+        return response
+
+    def _limits_for(self, client_key: str | None) -> Limits | None:
+        settings = self.settings
+        override = settings.key_rate_limits.get(client_key or "", {})
+        rpm = override.get("requests_per_minute", settings.rate_limit_requests_per_minute)
+        tpm = override.get("tokens_per_minute", settings.rate_limit_tokens_per_minute)
+        if not rpm and not tpm:
+            return None
+        return Limits(requests_per_minute=rpm or None, tokens_per_minute=tpm or None)
+
+    def _authenticate(self, request: Request, ctx: RequestContext) -> None:
+        path = request.path
+        if path.startswith(_ADMIN_PREFIXES):
+            self._authenticate_admin(request)
             return
-        given = request.headers.get("x-api-key")
-        if not given:
-            auth = request.headers.get("authorization", "")
-            scheme, _, token = auth.partition(" ")
-            given = token.strip() if scheme.lower() == "bearer" else None
+        keys = self.settings.proxy_api_keys
+        if not keys or path in _PUBLIC_PATHS:
+            return
+        given = _presented_key(request)
         if not given:
             raise AuthenticationFailed("missing API key: send it as x-api-key or "
                                        "Authorization: Bearer")
-        matched = False
-        for key in keys:
-            # Compare against every key: timing does not reveal which one matched.
-            matched |= hmac.compare_digest(given.encode(), key.encode())
-        if not matched:
+        if not _matches_any(given, keys):
             raise AuthenticationFailed("invalid API key")
         request.client_key = given
+        ctx.key_id = key_id(given)
+
+    def _authenticate_admin(self, request: Request) -> None:
+        admin = self.settings.admin_api_key
+        if request.path.startswith("/metrics") and not admin:
+            return  # metrics stay readable on a gateway without an admin key
+        if not admin:
+            raise NotFound(f"not found: {request.method} {request.path}")
+        given = _presented_key(request)
+        if not given or not _matches_any(given, (admin,)):
+            raise AuthenticationFailed("this endpoint needs the admin key (ADMIN_API_KEY)")
 
     async def _dispatch(self, request: Request, ctx: RequestContext) -> Response:
         method, path = request.method, request.path.rstrip("/") or "/"
@@ -192,37 +285,139 @@ class App:
             return models.list_models(request, self.router, self.profiles)
         if path.startswith("/v1/models/") and method == "GET":
             return models.get_model(path[len("/v1/models/"):], self.router, self.profiles)
-        if path == "/health" and method in ("GET", "HEAD"):
-            return json_response({"status": "ok", "version": __version__})
-        if path == "/" and method in ("GET", "HEAD"):
-            return json_response({"name": "openrouter-anthropic-server",
-                                  "version": __version__})
+        if path in ("/health", "/") and method in ("GET", "HEAD"):
+            return json_response(health.liveness())
+        if path == "/health/detailed" and method == "GET":
+            if self._probe is None:
+                self._probe = health.UpstreamProbe(self.gateway.upstream)
+            extra = {"model_table": self.profiles.source,
+                     "errors": self.errors.stats()["size"]}
+            return json_response(await health.detailed(self.settings, self._probe,
+                                                       self.started_at, extra))
+        if path == "/metrics" and method == "GET":
+            return Response(200, self.metrics.render().encode(),
+                            content_type=METRICS_CONTENT_TYPE)
+        if path.startswith("/debug/errors") and method == "GET":
+            if not self.settings.debug_endpoints:
+                raise NotFound(f"not found: {method} {request.path}")
+            return debug.errors(path, request, self.errors)
         known = {"/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/health", "/"}
         if path in known or path.startswith("/v1/models/"):
             raise GatewayError(f"method {method} is not allowed on {path}", status=405,
                                error_type="invalid_request_error")
         raise NotFound(f"not found: {method} {request.path}")
 
+    async def _guard_stream(
+        self, stream: AsyncIterator[bytes], ctx: RequestContext
+    ) -> AsyncIterator[bytes]:
+        """After the 200 went out, any failure still ends as an Anthropic `error` event."""
+        self.metrics.stream_started()
+        try:
+            async for chunk in stream:
+                yield chunk
+        except asyncio.CancelledError:
+            if ctx.client_disconnected:
+                raise
+            # The shutdown grace period ran out: tell the client before the connection goes.
+            ctx.stream_error = ("overloaded_error", "the server is shutting down")
+            yield encode_event("error", error_body("overloaded_error",
+                                                   "the server is shutting down",
+                                                   ctx.request_id))
+            raise
+        except GatewayError as exc:
+            ctx.stream_error = (exc.error_type, exc.message)
+            yield encode_event("error", exc.body(ctx.request_id))
+        except Exception:
+            log.exception("stream %s failed", ctx.request_id)
+            ctx.stream_error = ("api_error", "internal server error")
+            yield encode_event("error", error_body("api_error", "internal server error",
+                                                   ctx.request_id))
+        finally:
+            self.metrics.stream_finished()
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
 
-async def _guard_stream(stream: Any, request_id: str) -> Any:
-    """After the 200 went out, any failure still ends as an Anthropic `error` event."""
-    try:
-        async for chunk in stream:
-            yield chunk
-    except GatewayError as exc:
-        yield encode_event("error", exc.body(request_id))
-    except Exception:
-        log.exception("stream %s failed", request_id)
-        yield encode_event("error", error_body("api_error", "internal server error",
-                                               request_id))
-    finally:
-        with contextlib.suppress(Exception):
-            await stream.aclose()
+    async def _finish(
+        self, request: Request, ctx: RequestContext, status: int, seconds: float
+    ) -> None:
+        """What every request leaves behind: metrics, rate-limit accounting, error store, log."""
+        model = ctx.requested_model or ""
+        route = _route_label(request.path)
+        self.metrics.request_finished(route, model, status, seconds)
+        usage = ctx.usage
+        if usage:
+            self.metrics.tokens(model, usage.get("input_tokens", 0),
+                                usage.get("output_tokens", 0),
+                                usage.get("cache_read_input_tokens", 0),
+                                usage.get("cache_creation_input_tokens", 0))
+        if ctx.cost:
+            self.metrics.cost(model, ctx.cost)
+        if ctx.first_token_at is not None:
+            self.metrics.first_token(model, ctx.first_token_at - ctx.started_at)
+        if ctx.stream_error is not None:
+            self._record_error(request, ctx, 200, *ctx.stream_error)
+        if ctx.rate_limit is not None:
+            limiter, limits, estimate = ctx.rate_limit
+            actual = sum(usage.get(k, 0) for k in ("input_tokens", "output_tokens",
+                                                   "cache_read_input_tokens",
+                                                   "cache_creation_input_tokens"))
+            with contextlib.suppress(Exception):
+                await limiter.record(ctx.key_id, limits, actual, estimate)
+        if self.settings.access_log or status >= 500:
+            log_request(request, ctx, status, seconds)
+
+    def _record_error(
+        self, request: Request, ctx: RequestContext, status: int, error_type: str, message: str
+    ) -> None:
+        self.errors.record(
+            request.request_id,
+            status=status,
+            error_type=error_type,
+            message=message,
+            route=f"{request.method} {request.path}",
+            model=ctx.requested_model,
+            detail={"upstream_model": ctx.upstream_model, "key_id": ctx.key_id},
+        )
 
 
-def _dumps(data: Any) -> bytes:
-    return orjson.dumps(data)
+def key_id(key: str) -> str:
+    """A stable, non-secret name for a client key in logs and metrics."""
+    return "key_" + hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
-def create_app(settings: Settings, upstream: Upstream | None = None) -> App:
-    return App(settings, upstream)
+def _presented_key(request: Request) -> str | None:
+    given = request.headers.get("x-api-key")
+    if given:
+        return given
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _matches_any(given: str, keys: tuple[str, ...]) -> bool:
+    matched = False
+    for key in keys:
+        # Compare against every key: timing does not reveal which one matched.
+        matched |= hmac.compare_digest(given.encode(), key.encode())
+    return matched
+
+
+def _declared_size(request: Request) -> int:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() else 0
+
+
+def _route_label(path: str) -> str:
+    path = path.rstrip("/") or "/"
+    if path in _ROUTE_LABELS:
+        return _ROUTE_LABELS[path]
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{id}"
+    if path.startswith("/debug/"):
+        return "/debug"
+    return "other"
+
+
+def create_app(
+    settings: Settings, upstream: Upstream | None = None, rate_limiter: RateLimiter | None = None
+) -> App:
+    return App(settings, upstream, rate_limiter)

@@ -89,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
         "lifespan": "on",
         "access_log": False,
         "log_level": settings.log_level.lower(),
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": settings.shutdown_grace,
     }
     if args.workers > 1:
         # Worker processes rebuild the same Settings from this variable.

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import orjson
 
 from .errors import InvalidRequest, UpstreamError
+from .metrics import GatewayMetrics
 from .profiles import Profiles
 from .retry import RetryPolicy, call_with_retries
 from .routing import Route, Router
@@ -44,13 +45,26 @@ class RequestContext:
     upstream_model: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
     cost: float | None = None
+    started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
+    key_id: str = "anonymous"
+    client_disconnected: bool = False
+    stream_error: tuple[str, str] | None = None
+    rate_limit_headers: dict[str, str] = field(default_factory=dict)
+    # (limiter, limits, estimated tokens) when the request counts against a rate limit.
+    rate_limit: tuple[Any, Any, int] | None = None
 
 
 class Gateway:
     def __init__(
-        self, settings: Settings, upstream: Upstream, router: Router, profiles: Profiles
+        self,
+        settings: Settings,
+        upstream: Upstream,
+        router: Router,
+        profiles: Profiles,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.settings = settings
         self.upstream = upstream
         self.router = router
@@ -175,6 +189,7 @@ class Gateway:
             input_tokens_estimate=max(ctx.body_size // 4, 1),
             omit_thinking=plan.omit_thinking,
             stop_sequences=plan.stop_sequences,
+            request_id=ctx.request_id,
         )
         return self._relay(upstream, translator, ctx)
 
@@ -226,6 +241,7 @@ class Gateway:
                 if isinstance(cost, int | float):
                     ctx.cost = float(cost)
             if translator.error is not None:
+                ctx.stream_error = translator.error
                 log.warning("stream %s ended with %s: %s", ctx.request_id, *translator.error)
             await upstream.close()
 
@@ -241,8 +257,12 @@ class Gateway:
             return send(body if model == body["model"] else self._body_for(body, model))
 
         return await call_with_retries(
-            (body["model"], *route.fallbacks), call, self.retry_policy
+            (body["model"], *route.fallbacks), call, self.retry_policy, self._on_retry
         )
+
+    def _on_retry(self, model: str, error: UpstreamError) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_retry(error.error_type)
 
     def _body_for(self, body: dict[str, Any], model: str) -> dict[str, Any]:
         """The same request for a fallback model, within that model's output limit."""

@@ -110,8 +110,15 @@ async def send_response(send: Send, response: Response, request_id: str) -> None
     if response.stream is None:
         await send({"type": "http.response.body", "body": response.body})
         return
-    async for chunk in response.stream:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    stream = response.stream
+    try:
+        async for chunk in stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        # Runs the stream's cleanup (closing the upstream) now, not at garbage collection.
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
     await send({"type": "http.response.body", "body": b""})
 
 

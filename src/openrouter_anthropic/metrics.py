@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import resource
 import sys
 import time
 from bisect import bisect_left
@@ -105,9 +104,7 @@ def format_value(value: float) -> str:
 def _label_block(names: Sequence[str], values: Sequence[str]) -> str:
     if not names:
         return ""
-    inner = ",".join(
-        f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True)
-    )
+    inner = ",".join(f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True))
     return "{" + inner + "}"
 
 
@@ -163,6 +160,10 @@ class _Metric:
             return self._overflow_key
         return labels
 
+    def series_count(self) -> int:
+        """How many distinct label sets this metric holds (at most ``max_series`` + 1)."""
+        raise NotImplementedError
+
     def render_lines(self) -> list[str]:
         raise NotImplementedError
 
@@ -207,6 +208,9 @@ class Counter(_Metric):
 
     def series(self) -> dict[LabelValues, float]:
         return dict(self._values)
+
+    def series_count(self) -> int:
+        return len(self._values)
 
     def render_lines(self) -> list[str]:
         lines = self._header()
@@ -257,6 +261,9 @@ class Gauge(_Metric):
 
     def series(self) -> dict[LabelValues, float]:
         return dict(self._values)
+
+    def series_count(self) -> int:
+        return len(self._values)
 
     def render_lines(self) -> list[str]:
         lines = self._header()
@@ -316,6 +323,9 @@ class Histogram(_Metric):
         if slots is None:
             slots = self._series[key] = [0.0] * self._nslots
         return slots
+
+    def series_count(self) -> int:
+        return len(self._series)
 
     def snapshot(self, labels: LabelValues = ()) -> tuple[list[float], float, float]:
         """(cumulative bucket counts incl. +Inf, sum, count) -- for tests and debugging."""
@@ -412,6 +422,10 @@ def resident_memory_bytes() -> float:
             return float(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
     except (OSError, ValueError, IndexError):
         pass
+    try:
+        import resource  # not on Windows
+    except ImportError:
+        return 0.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return float(peak if sys.platform == "darwin" else peak * 1024)
 
@@ -479,9 +493,7 @@ class GatewayMetrics:
             ("reason",),
             max_series=cap,
         )
-        self._streams = r.gauge(
-            "ora_streams_in_flight", "Streaming responses currently open."
-        )
+        self._streams = r.gauge("ora_streams_in_flight", "Streaming responses currently open.")
         self._rate_limited = r.counter(
             "ora_rate_limited_total",
             "Requests rejected by the gateway's own rate limiter, by API key id.",

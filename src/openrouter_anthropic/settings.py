@@ -48,6 +48,19 @@ class Settings:
     port: int = 4000
     # Client keys accepted by the gateway (x-api-key or Bearer). Empty: no key is checked.
     proxy_api_keys: tuple[str, ...] = ()
+    # Guards /debug/* and /admin/* (and /metrics when set). Empty: those are off.
+    admin_api_key: str = ""
+    debug_endpoints: bool = False
+    error_store_size: int = 500
+    # Browser origins allowed by CORS ("*" for any). Empty: CORS off.
+    cors_origins: tuple[str, ...] = ()
+    # Per client key; 0 = unlimited. key_rate_limits overrides them for given keys:
+    # {<key>: {requests_per_minute: N, tokens_per_minute: M}}.
+    rate_limit_requests_per_minute: int = 0
+    rate_limit_tokens_per_minute: int = 0
+    key_rate_limits: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Redis shares rate limits between instances; empty: in-memory, per process.
+    redis_url: str = ""
     # Claude Code's first system block varies per conversation and defeats prefix caching.
     keep_attribution_block: bool = False
     # OpenRouter app attribution (https://openrouter.ai/docs/api-reference/overview).
@@ -66,6 +79,8 @@ class Settings:
     idle_timeout: float = 300.0
     # Seconds of upstream silence after which the client gets a `ping` event.
     ping_interval: float = 10.0
+    # On SIGTERM: seconds in-flight requests may take to finish; then streams get an error.
+    shutdown_grace: float = 30.0
     max_body_bytes: int = 32 * 1024 * 1024
     max_connections: int = 512
     # Fetch OpenRouter's model list at start (max output, context); falls back to a table.
@@ -115,6 +130,20 @@ class Settings:
         for name in ("connect_timeout", "first_byte_timeout", "idle_timeout", "ping_interval"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        if self.debug_endpoints and not self.admin_api_key:
+            raise SettingsError("debug_endpoints needs admin_api_key (ADMIN_API_KEY) to guard it")
+        for key, limits in self.key_rate_limits.items():
+            unknown = set(limits) - {"requests_per_minute", "tokens_per_minute"}
+            if unknown or not all(isinstance(v, int) and v >= 0 for v in limits.values()):
+                raise SettingsError(
+                    f"key_rate_limits[{key[:4]}...]: use requests_per_minute and "
+                    "tokens_per_minute with whole numbers"
+                )
+
+    @property
+    def rate_limits_enabled(self) -> bool:
+        return bool(self.rate_limit_requests_per_minute or self.rate_limit_tokens_per_minute
+                    or self.key_rate_limits)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -124,6 +153,9 @@ class Settings:
         out = dataclasses.asdict(self)
         out["openrouter_api_key"] = "set" if self.openrouter_api_key else "missing"
         out["proxy_api_keys"] = len(self.proxy_api_keys)
+        out["admin_api_key"] = "set" if self.admin_api_key else "missing"
+        out["key_rate_limits"] = len(self.key_rate_limits)
+        out["redis_url"] = "set" if self.redis_url else ""
         return out
 
 

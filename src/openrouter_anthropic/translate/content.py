@@ -179,7 +179,12 @@ class Converter:
         text = "\n".join(t for t in texts if t) or "(no output)"
         if block.get("is_error") is True:
             text = f"[tool error] {text}"
-        self.out.append({"role": "tool", "tool_call_id": upstream_id, "content": text})
+        content: str | list[dict[str, Any]] = text
+        cache_control = block.get("cache_control")
+        if self.keep_cache and isinstance(cache_control, Mapping):
+            # Claude Code marks the newest tool result in a loop: keep the cache breakpoint.
+            content = [{"type": "text", "text": text, "cache_control": dict(cache_control)}]
+        self.out.append({"role": "tool", "tool_call_id": upstream_id, "content": content})
         if not extra:
             return []
         label = {"type": "text", "text": f"Attachments returned by tool call {upstream_id}:"}

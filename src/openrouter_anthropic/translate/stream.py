@@ -35,10 +35,17 @@ class State(enum.Enum):
 
 
 @dataclass(slots=True)
+class _ToolCall:
+    raw_id: Any
+    name: str
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class _Block:
     index: int
     kind: str  # "text" | "thinking" | "tool_use"
-    tool_index: int | None = None  # OpenAI tool_calls[].index
+    tool_key: int | None = None  # which tool call (see StreamTranslator._tool_key)
     detail_index: Any = None  # reasoning_details[].index
     anthropic: bool = True  # thinking: Anthropic-format (own signature) or sealed foreign
     signature: str = ""
@@ -56,7 +63,9 @@ class StreamTranslator:
         input_tokens_estimate: int = 0,
         omit_thinking: bool = False,
         stop_sequences: list[str] | None = None,
+        request_id: str | None = None,
     ) -> None:
+        self.request_id = request_id
         self.message_id = message_id
         self.model = model
         self.names = names
@@ -66,8 +75,16 @@ class StreamTranslator:
         self.state = State.STREAMING
         self._next_index = 0
         self._open: _Block | None = None
+        # Tool calls: each gets a key (a new `id` at a reused index is a new call). One is
+        # streamed live; calls whose fragments arrive while another is open wait in
+        # `_waiting` (in order) and are emitted whole when the live one closes.
+        self._tool_keys: dict[int, tuple[int, str | None]] = {}
+        self._next_tool_key = 0
+        self._waiting: dict[int, _ToolCall] = {}
         self._closed_tools: set[int] = set()
         self._saw_tool_call = False
+        self._saw_refusal = False
+        self._finish_reason: str | None = None
         self._finish: tuple[str | None, str | None, Mapping[str, Any]] | None = None
         self._usage: Mapping[str, Any] | None = None
         self.error: tuple[str, str] | None = None
@@ -108,6 +125,7 @@ class StreamTranslator:
                     return out
                 finish = choice.get("finish_reason")
                 if finish:
+                    self._finish_reason = finish
                     self._close(out)
                     if self.failed:
                         return out
@@ -152,6 +170,7 @@ class StreamTranslator:
         for key in ("content", "refusal"):
             text = delta.get(key)
             if isinstance(text, str) and text:
+                self._saw_refusal |= key == "refusal"
                 self._text(text, out)
         calls = delta.get("tool_calls")
         if calls:
@@ -205,31 +224,62 @@ class StreamTranslator:
                 out.append(_delta_event(block.index, {"type": "thinking_delta",
                                                       "thinking": text}))
 
-    def _tool_call(self, call: Mapping[str, Any], out: list[Event]) -> None:
+    def _tool_key(self, call: Mapping[str, Any]) -> int:
         position = call.get("index", 0)
-        if not isinstance(position, int):
-            position = 0
+        position = position if isinstance(position, int) else 0
+        raw_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
+        known = self._tool_keys.get(position)
+        if known is not None and (raw_id is None or raw_id == known[1]):
+            return known[0]
+        key = self._next_tool_key
+        self._next_tool_key += 1
+        self._tool_keys[position] = (key, raw_id)
+        return key
+
+    def _tool_call(self, call: Mapping[str, Any], out: list[Event]) -> None:
+        key = self._tool_key(call)
         function = call.get("function") or {}
         fragment = function.get("arguments")
+        if isinstance(fragment, Mapping):  # some providers send parsed arguments
+            fragment = orjson.dumps(fragment).decode()
+        fragment = fragment if isinstance(fragment, str) else ""
         block = self._open
-        if block is None or block.kind != "tool_use" or block.tool_index != position:
-            if position in self._closed_tools:
-                self._fail("api_error", "the upstream interleaved the arguments of parallel "
-                           "tool calls, which cannot be streamed in order", out)
+        live = block is not None and block.kind == "tool_use" and block.tool_key == key
+        if not live:
+            if key in self._closed_tools:
+                if fragment.strip():
+                    self._fail("api_error", "the upstream sent arguments for a tool call "
+                               "that had already ended", out)
                 return
-            name = str(function.get("name") or "")
+            waiting = self._waiting.get(key)
+            if waiting is not None:
+                waiting.arguments.append(fragment)
+                return
             self._saw_tool_call = True
+            name = str(function.get("name") or "")
+            if block is not None and block.kind == "tool_use" and not _is_json_object(
+                "".join(block.arguments)
+            ):
+                # The live call is not finished: this one interleaves with it and waits.
+                self._waiting[key] = _ToolCall(call.get("id"), name, [fragment])
+                return
             block = self._begin("tool_use", {
                 "type": "tool_use",
                 "id": tool_call_id(call.get("id")),
                 "name": self.names.to_client(name),
                 "input": {},
             }, out)
-            block.tool_index = position
+            block.tool_key = key
             block.name = name
-        if isinstance(fragment, Mapping):  # some providers send parsed arguments
-            fragment = orjson.dumps(fragment).decode()
-        if isinstance(fragment, str) and fragment:
+        assert block is not None
+        self._forward_arguments(block, fragment, out)
+
+    def _forward_arguments(self, block: _Block, fragment: str, out: list[Event]) -> None:
+        if not block.arguments:
+            # Leading whitespace is insignificant JSON, and a blank buffer makes the SDK's
+            # partial parser fail: hold it back.
+            fragment = fragment.lstrip()
+        if fragment:
             block.arguments.append(fragment)
             self.output_chars += len(fragment)
             out.append(_delta_event(block.index, {"type": "input_json_delta",
@@ -261,18 +311,41 @@ class StreamTranslator:
                 out.append(_delta_event(block.index, {"type": "signature_delta",
                                                       "signature": signature}))
         elif block.kind == "tool_use":
-            assert block.tool_index is not None
-            self._closed_tools.add(block.tool_index)
-            raw = "".join(block.arguments)
-            if not raw.strip():
-                out.append(_delta_event(block.index, {"type": "input_json_delta",
-                                                      "partial_json": "{}"}))
-            elif not _is_json_object(raw):
-                self._fail("api_error", f"the model produced invalid JSON arguments for tool "
-                           f"{self.names.to_client(block.name)!r}", out)
+            assert block.tool_key is not None
+            self._closed_tools.add(block.tool_key)
+            if not self._end_tool(block, out):
                 return
         out.append(("content_block_stop", {"type": "content_block_stop",
                                             "index": block.index}))
+        self._flush_waiting(out)
+
+    def _end_tool(self, block: _Block, out: list[Event]) -> bool:
+        """Check the finished arguments; False when the stream had to fail."""
+        raw = "".join(block.arguments)
+        if not raw:
+            out.append(_delta_event(block.index, {"type": "input_json_delta",
+                                                  "partial_json": "{}"}))
+        elif not _is_json_object(raw) and self._finish_reason != "length":
+            # (Cut by the output limit, the arguments are incomplete, as from Anthropic.)
+            self._fail("api_error", "the model produced invalid JSON arguments for tool "
+                       f"{self.names.to_client(block.name)!r}", out)
+            return False
+        return True
+
+    def _flush_waiting(self, out: list[Event]) -> None:
+        while self._waiting and not self.failed:
+            key = next(iter(self._waiting))
+            call = self._waiting.pop(key)
+            block = self._begin("tool_use", {
+                "type": "tool_use",
+                "id": tool_call_id(call.raw_id),
+                "name": self.names.to_client(call.name),
+                "input": {},
+            }, out)
+            block.tool_key = key
+            block.name = call.name
+            self._forward_arguments(block, "".join(call.arguments), out)
+            self._close(out)
 
     # -- ending -----------------------------------------------------------------------
 
@@ -280,6 +353,8 @@ class StreamTranslator:
         assert self._finish is not None
         finish, native, choice = self._finish
         reason = stop_reason(finish, native, self._saw_tool_call)
+        if self._saw_refusal and reason == "end_turn":
+            reason = "refusal"
         delta: dict[str, Any] = {
             "stop_reason": reason,
             "stop_sequence": matched_stop_sequence(reason, choice, self.stop_sequences),
@@ -296,8 +371,11 @@ class StreamTranslator:
 
     def _fail(self, error_type: str, message: str, out: list[Event]) -> list[Event]:
         self.error = (error_type, message)
-        out.append(("error", {"type": "error",
-                              "error": {"type": error_type, "message": message}}))
+        event: dict[str, Any] = {"type": "error",
+                                 "error": {"type": error_type, "message": message}}
+        if self.request_id is not None:
+            event["request_id"] = self.request_id
+        out.append(("error", event))
         self.state = State.FAILED
         self._open = None
         return out

@@ -9,6 +9,7 @@ and every later request of the conversation agrees, and mapped back on the way o
 from __future__ import annotations
 
 import hashlib
+import secrets
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -56,7 +57,8 @@ def tool_call_id(raw: Any) -> str:
     same raw id always yields the same client id and history replays stay consistent.
     """
     if not isinstance(raw, str) or not raw:
-        return "toolu_" + hashlib.sha1(repr(raw).encode()).hexdigest()[:24]
+        # No id from the upstream: a fresh one (the client echoes it back on replay).
+        return "toolu_" + secrets.token_hex(12)
     return _INVALID_ID_CHARS.sub("_", raw)
 
 
