@@ -9,8 +9,8 @@ and every later request of the conversation agrees, and mapped back on the way o
 from __future__ import annotations
 
 import hashlib
-import secrets
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
