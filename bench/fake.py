@@ -115,6 +115,11 @@ def whole_stream(chunks: int) -> bytes:
     return b"".join(stream_frames(chunks))
 
 
+class Counters:
+    connections = 0  # accepted; a pooling client opens few
+    requests = 0
+
+
 class FakeProtocol(asyncio.Protocol):
     def __init__(self, defaults: Knobs) -> None:
         self.defaults = defaults
@@ -126,6 +131,7 @@ class FakeProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        Counters.connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.busy is not None:
@@ -154,7 +160,11 @@ class FakeProtocol(asyncio.Protocol):
         if self.transport is None:
             return
         if self.parser.get_method() == b"POST" and self.url == _CHAT_PATH:
+            Counters.requests += 1
             self._chat(b"".join(self.body))
+        elif self.url == b"/_bench/stats":
+            stats = {"connections": Counters.connections, "requests": Counters.requests}
+            self.transport.write(_http_json(orjson.dumps(stats)))
         else:
             self.transport.write(_http_json(b'{"data":[]}'))
 

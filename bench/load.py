@@ -12,8 +12,10 @@ import resource
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from . import client
 
@@ -107,9 +109,10 @@ def _python(port: int, path: str, body: bytes, headers: dict[str, str], connecti
                      result.errors, result.non_200, cpu)
 
 
-def _run_loop(coro: object) -> client.LoadResult:
+def _run_loop(coro: Coroutine[Any, Any, client.LoadResult]) -> client.LoadResult:
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    return uvloop.run(coro)  # type: ignore[no-any-return]
+        return asyncio.run(coro)
+    result: client.LoadResult = uvloop.run(coro)
+    return result

@@ -24,12 +24,16 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def start(pid: int, seconds: float, out: Path, rate: int = 250) -> subprocess.Popen[bytes]:
+def start(pid: int, seconds: float, out: Path, native: bool = False,
+          rate: int = 200) -> subprocess.Popen[bytes]:
+    """Sample `pid` (and its worker processes). Native mode pauses the process at each
+    sample (slower) but shows time in C code and system calls (write, getpid, ...)."""
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
-    argv = [exe, "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", str(rate),
-            "--format", "raw", "--nonblocking", "-o", str(out)]
+    argv = [exe, "record", "-p", str(pid), "-d", str(max(1, round(seconds))),
+            "-r", str(rate // 2 if native else rate), "--format", "raw", "--subprocesses",
+            "-o", str(out), "--native" if native else "--nonblocking"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -41,6 +41,8 @@ def _load_rows(result: JSON) -> list[Row]:
                       for n, v in per_target.items()}))
         rows.append((f"{label}: replies/s per server core",
                      {n: _per_core(v) for n, v in per_target.items()}))
+        rows.append((f"{label}: new upstream connections per reply",
+                     {n: v.get("upstream_connections_per_reply") for n, v in per_target.items()}))
         rows.append((f"{label}: other load on the box, cores",
                      {n: v.get("other_load_cores") for n, v in per_target.items()}))
     return rows

@@ -192,11 +192,21 @@ def loaded(target: Target, fake: procs.Proc, stream: bool, connections: int, sec
     watched = {"fake": fake.pid} | ({target.name: target.pid} if target.pid else {})
     before = {name: procs.cpu_seconds(pid) for name, pid in watched.items()}
     busy_before = procs.system_busy_seconds()
+    fake_before = fake_stats(fake)
     stats = load.run(target.port, target.path, body, target.headers, connections, seconds,
                      use_wrk)
     busy = procs.system_busy_seconds() - busy_before
+    fake_after = fake_stats(fake)
     out: JSON = stats.as_dict()
     requests = max(stats.requests, 1)
+    # A pooling client reuses its upstream connections: far below 1 per reply.
+    # (-1: the stats call itself.) Also counts the load generator's own connections
+    # when the target is the fake, and upstream connections the gateway dropped because
+    # the previous run's generator hung up mid-request.
+    opened = fake_after["connections"] - fake_before["connections"] - 1
+    out["upstream_connections_per_reply"] = opened / requests
+    if target.pid is not None:
+        out["server_rss_mb_after"] = procs.rss_mb(target.pid)
     ours = stats.generator_cpu_s
     for name, pid in watched.items():
         per_proc = procs.cpu_delta(before[name], procs.cpu_seconds(pid))
@@ -210,6 +220,17 @@ def loaded(target: Target, fake: procs.Proc, stream: bool, connections: int, sec
     # Cores kept busy by processes outside the benchmark during the run (0 on a quiet box).
     out["other_load_cores"] = max(0.0, busy - ours) / stats.seconds
     return out
+
+
+def fake_stats(fake: procs.Proc) -> dict[str, int]:
+    conn = client.BlockingClient(fake.port)
+    try:
+        raw = f"GET /_bench/stats HTTP/1.1\r\nHost: 127.0.0.1:{fake.port}\r\n\r\n".encode()
+        _, body = conn.call(raw, keep_body=True)
+    finally:
+        conn.close()
+    data: dict[str, int] = json.loads(body)
+    return data
 
 
 def memory_under_streams(target: Target, count: int, chunks: int, gap: float) -> JSON:
@@ -347,7 +368,7 @@ def profile_gateway(gateway: Target, fake: procs.Proc, args: argparse.Namespace,
     for name, stream, chunks in (("plain", False, args.chunks), ("stream", True, args.chunks),
                                  ("stream200", True, 200)):
         path = out_dir / f"profile-{name}.txt"
-        spy = profile.start(gateway.pid, args.duration, path)
+        spy = profile.start(gateway.pid, args.duration, path, args.profile == "native")
         time.sleep(0.3)
         loaded(gateway, fake, stream, c, args.duration, chunks, use_wrk=use_wrk, warmup=0)
         spy.wait(args.duration + 30)
@@ -504,8 +525,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="sequential requests per latency figure (default 500)")
     p.add_argument("--startup-runs", type=int, default=2,
                    help="extra cold starts timed (default 2)")
-    p.add_argument("--profile", action="store_true",
-                   help="also sample the gateway under load with py-spy")
+    p.add_argument("--profile", nargs="?", const="python", choices=["python", "native"],
+                   help="also sample the gateway under load with py-spy (after the "
+                   "measurements; 'native' adds C frames and system calls)")
     p.add_argument("--python-load", action="store_true",
                    help="use the Python load generator even if wrk is installed")
     p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM even if installed")

@@ -317,9 +317,10 @@ def translator(
     omit_thinking: bool = False,
     stop_sequences: list[str] | None = None,
     model: str = "claude-sonnet-4-5",
+    **extra: Any,
 ) -> StreamTranslator:
     return StreamTranslator("msg_test", model, names or ToolNames(), estimate,
-                            omit_thinking, stop_sequences)
+                            omit_thinking, stop_sequences, **extra)
 
 
 def run_stream(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -221,6 +222,19 @@ async def test_oversized_request_passes_on_a_full_bucket_only(
     assert (await limiter.acquire("other", limits, 5000)).allowed
 
 
+async def test_a_new_limit_starts_full(limiter: RateLimiter) -> None:
+    # Configuration reload: a key that had no request limit gets one; it must not start
+    # empty (a minute of 429s for nothing).
+    await limiter.acquire("k", Limits(tokens_per_minute=1000), 100)
+    both = Limits(requests_per_minute=2, tokens_per_minute=1000)
+    decision = await limiter.acquire("k", both, 100)
+    assert remaining(decision) == 1 and remaining(decision, "tokens") == 800
+    lowered = Limits(requests_per_minute=1, tokens_per_minute=500)
+    decision = await limiter.acquire("k", lowered, 0)  # levels capped at the new limits
+    assert decision.allowed and remaining(decision) == 0
+    assert remaining(decision, "tokens") == 500  # 800 -> 500
+
+
 async def test_keys_are_independent(limiter: RateLimiter) -> None:
     limits = Limits(requests_per_minute=1)
     assert (await limiter.acquire("alice", limits, 0)).allowed
@@ -352,7 +366,7 @@ async def test_redis_keys_expire_when_full(
     with redis_server.client() as client:
         ttl = client.pttl("t:k")
         assert 0 < ttl <= 100
-        assert set(client.hkeys("t:k")) == {b"r", b"t", b"u"}
+        assert set(client.hkeys("t:k")) == {b"r", b"u"}  # no token limit, no token level
         await asyncio.sleep(0.25)
         assert client.exists("t:k") == 0
     assert remaining(await limiter.acquire("k", limits, 0)) == 599  # fresh, full bucket
@@ -399,7 +413,11 @@ async def test_redis_fails_open_and_recovers(caplog: pytest.LogCaptureFixture) -
         assert len(warnings) == 1  # once a minute, not once per request
 
         server.start()  # same port, empty, no cached script
+        caplog.clear()
         back = await limiter.acquire("k", limits, 10)
+        assert [r.getMessage() for r in caplog.records] == [
+            "rate limiter: Redis reachable again, limits enforced"
+        ]
         assert back.allowed and remaining(back) == 0 and remaining(back, "tokens") == 90
         assert not (await limiter.acquire("k", limits, 10)).allowed
     finally:
@@ -419,6 +437,25 @@ async def test_redis_unreachable_from_the_start_fails_open_fast() -> None:
     finally:
         await limiter.close()
         server.close()
+
+
+async def test_redis_that_never_answers_fails_open_after_the_timeout() -> None:
+    # A listening socket nobody accepts on: the connection succeeds (kernel backlog), the
+    # reply never comes. Each call waits `timeout`, then allows; never longer.
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(100)
+        port = black_hole.getsockname()[1]
+        limiter = RedisRateLimiter(f"redis://127.0.0.1:{port}/0", timeout=0.2,
+                                   outage_backoff=0.0)
+        try:
+            started = time.perf_counter()
+            decision = await limiter.acquire("k", Limits(requests_per_minute=1), 0)
+            elapsed = time.perf_counter() - started
+            assert decision.allowed and decision.headers == {}
+            assert 0.15 < elapsed < 1.0
+        finally:
+            await limiter.close()
 
 
 async def test_redis_outage_backoff_skips_redis(caplog: pytest.LogCaptureFixture) -> None:

@@ -215,6 +215,39 @@ def test_interleaved_parallel_tool_call_fragments_are_not_lost() -> None:
         ("Bash", {"command": "ls"}), ("Read", {"file_path": "/x"})]
 
 
+def test_text_after_interleaved_tool_calls_comes_last() -> None:
+    stream = [tool_start(0, "call_1", "Bash"), tool_start(1, "call_2", "Read"),
+              tool_args(1, '{"file_path": "/x"}'), tool_args(0, '{"command": "ls"}'),
+              text("Both started.")]
+    r = run_stream(happy(stream, reason="tool_calls"))
+    assert [(b.type, getattr(b, "input", None)) for b in r.message.content] == [
+        ("tool_use", {"command": "ls"}), ("tool_use", {"file_path": "/x"}), ("text", None)]
+
+
+def test_three_interleaved_tool_calls_keep_their_order() -> None:
+    stream = [tool_start(i, f"call_{i}", f"T{i}") for i in range(3)]
+    stream += [tool_args(i, '{"n": ') for i in (2, 0, 1)]
+    stream += [tool_args(i, f"{i}}}") for i in (1, 2, 0)]
+    r = run_stream(happy(stream, reason="tool_calls"))
+    assert [(b.id, b.name, b.input) for b in r.message.content] == [
+        (f"call_{i}", f"T{i}", {"n": i}) for i in range(3)]
+
+
+def test_empty_trailing_fragment_for_an_ended_tool_call_is_harmless() -> None:
+    stream = [*tool_call(0, "call_1", "Bash", '{"command": "ls"}'),
+              *tool_call(1, "call_2", "Read", '{"file_path": "/x"}'), tool_args(0, "")]
+    r = run_stream(happy(stream, reason="tool_calls"))
+    assert [b.input for b in r.message.content] == [{"command": "ls"}, {"file_path": "/x"}]
+
+
+def test_eof_with_a_waiting_tool_call_is_an_error() -> None:
+    stream = [role_chunk(), tool_start(0, "call_1", "Bash"), tool_start(1, "call_2", "Read"),
+              tool_args(1, '{"file_path": "/x"}')]
+    r = run_stream(stream)
+    assert r.names[-1] == "error"
+    assert "message_delta" not in r.names
+
+
 def test_new_tool_call_id_at_same_index_starts_new_block() -> None:
     # Some OpenAI-compatible providers give every parallel call index 0 (or none): a new
     # id with a new name is a new call, not more arguments for the previous one.
@@ -390,6 +423,7 @@ def test_nothing_after_message_stop() -> None:
     assert t.state is State.DONE
     assert t.feed(text("late")) == []
     assert t.feed(usage_chunk()) == []
+    assert t.feed(error_chunk(500, "late failure")) == []
     assert t.finish() == []
     assert t.fail("api_error", "late") == []
 
@@ -432,8 +466,16 @@ def test_nothing_after_error_event() -> None:
     assert t.feed(text("more")) == []
     assert t.feed(finish("stop")) == []
     assert t.feed(usage_chunk()) == []
+    assert t.feed(error_chunk(500, "second failure")) == []
     assert t.finish() == []
     assert t.fail("api_error", "again") == []
+
+
+def test_error_event_carries_request_id() -> None:
+    t = translator(request_id="req_011CTestRequestId")
+    t.start()
+    (event,) = t.feed(error_chunk(429, "slow down", "rate_limit_exceeded"))
+    assert event[1]["request_id"] == "req_011CTestRequestId"
 
 
 def test_error_after_finish_before_usage() -> None:

@@ -79,7 +79,8 @@ class Request:
 
 
 def _too_large(limit: int) -> str:
-    return f"request body is larger than the {limit // (1024 * 1024)} MB limit"
+    size = f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+    return f"request body is larger than the limit of {size}"
 
 
 @dataclass(slots=True)

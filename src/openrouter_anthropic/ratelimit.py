@@ -2,10 +2,12 @@
 
 Algorithm: a token bucket per key and per dimension, of capacity ``limit`` refilling
 continuously at ``limit / 60`` per second. Chosen over the two-window weighted sliding window
-because (a) it is what Anthropic documents for its own limits, so clients see the behaviour
-they expect; (b) its state is two numbers and a timestamp, O(1) to update; and (c) the wait
-until a request fits is *exact* (``deficit / rate``), where the weighted-window estimate can
-be off by a whole window, so ``retry_after`` tells clients precisely when to come back.
+because (a) it is what Anthropic documents for its own limits ("continuously replenished up
+to your maximum limit"), so clients see the behaviour they expect; (b) its state is two
+numbers and a timestamp, O(1) to update; and (c) the wait until a request fits is *exact*
+(``deficit / rate``), where the weighted window only estimates it (it assumes the previous
+window's requests were evenly spread), so ``retry_after`` tells clients precisely when to
+come back: not earlier (a wasted, refused retry) and not later (idle capacity).
 
 Tokens: ``acquire`` counts one request and reserves the estimated input tokens; ``record``
 corrects the reservation by ``actual - estimated`` once the answer (with its output tokens)
@@ -107,13 +109,14 @@ def _allow() -> Decision:
 
 
 # ---------------------------------------------------------------- bucket arithmetic
-# Shared by the memory backend and mirrored line by line in the Lua script below.
-# `limit is None` means the dimension is unlimited: its level is irrelevant (kept at 0).
+# Shared by the memory backend and mirrored in the Lua script below. `limit is None` means
+# the dimension is unlimited; its level is then +inf, so that when a limit appears for a key
+# (configuration reload) its bucket starts full, not empty.
 
 
 def _refill(level: float, limit: int | None, elapsed: float) -> float:
     if limit is None:
-        return 0.0
+        return math.inf
     return min(float(limit), level + elapsed * limit / WINDOW)
 
 
@@ -179,8 +182,8 @@ class _KeyState:
 
     def __init__(self, limits: Limits, now: float) -> None:
         self.limits = limits  # the last ones seen: eviction needs them to tell "full"
-        self.requests = float(limits.requests_per_minute or 0)
-        self.tokens = float(limits.tokens_per_minute or 0)
+        self.requests = math.inf  # full: refill() caps it at the limit, if any
+        self.tokens = math.inf
         self.updated = now
 
     def refill(self, limits: Limits, now: float) -> None:
@@ -287,7 +290,8 @@ class MemoryRateLimiter:
 # ---------------------------------------------------------------- Redis backend
 
 # One script for both operations so check-and-update is atomic across instances (Redis runs
-# a script without interleaving other commands). KEYS[1]: the key's hash {r, t, u}.
+# a script without interleaving other commands). KEYS[1]: the key's hash {r, t, u}: the two
+# levels (absent for an unlimited dimension) and the time they were computed.
 # ARGV: op ("a" acquire | "r" record), rpm, tpm (0 = unlimited), tokens (estimate for "a",
 # actual - estimated for "r"), now (unix seconds; "" = the server's TIME, one clock for all
 # instances). Returns {retry_after, requests, tokens, now} as strings: Redis would truncate
@@ -300,11 +304,11 @@ if now == nil then
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local s = redis.call('HMGET', KEYS[1], 'r', 't', 'u')
-local r, t, u = tonumber(s[1]), tonumber(s[2]), tonumber(s[3])
-if u == nil then r, t, u = rpm, tpm, now end
-local elapsed = math.max(0, now - u)
+local elapsed = math.max(0, now - (tonumber(s[3]) or now))
+-- nil level: unlimited dimension; a missing stored level (new key, new limit) is full.
 local function refill(level, limit)
-  if limit == 0 then return 0 end
+  if limit == 0 then return nil end
+  if level == nil then return limit end
   return math.min(limit, level + elapsed * limit / 60)
 end
 local function wait(level, need, limit)
@@ -317,7 +321,7 @@ local function to_full(level, limit)
   if limit == 0 then return 0 end
   return math.max(0, (limit - level) * 60 / limit)
 end
-r, t = refill(r, rpm), refill(t, tpm)
+local r, t = refill(tonumber(s[1]), rpm), refill(tonumber(s[2]), tpm)
 local retry = 0
 if op == 'a' then
   retry = math.max(wait(r, 1, rpm), wait(t, cost, tpm))
@@ -331,13 +335,15 @@ end
 local full = math.max(to_full(r, rpm), to_full(t, tpm))
 local f = '%.17g'
 if full > 0 then
-  redis.call('HSET', KEYS[1], 'r', string.format(f, r), 't', string.format(f, t),
-             'u', string.format(f, now))
+  local fields = {'u', string.format(f, now)}
+  if r then fields[#fields + 1] = 'r'; fields[#fields + 1] = string.format(f, r) end
+  if t then fields[#fields + 1] = 't'; fields[#fields + 1] = string.format(f, t) end
+  redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('PEXPIRE', KEYS[1], math.ceil(full * 1000))
 else
   redis.call('DEL', KEYS[1])
 end
-return {string.format(f, retry), string.format(f, r), string.format(f, t),
+return {string.format(f, retry), string.format(f, r or 0), string.format(f, t or 0),
         string.format(f, now)}
 """
 _LUA_SHA = hashlib.sha1(_LUA.encode()).hexdigest()  # what EVALSHA names it by
@@ -372,6 +378,7 @@ class RedisRateLimiter:
         self._outage_backoff = outage_backoff
         self._down_until = -math.inf  # time.monotonic() before which Redis is skipped
         self._last_warning = -math.inf
+        self._failing = False  # to log the recovery once
         # redis-py's default retries 10 times with backoff: seconds of latency per request
         # during an outage. One immediate retry on a connection error only, for a pooled
         # connection that went stale (Redis restarted); timeouts are not retried because the
@@ -418,9 +425,12 @@ class RedisRateLimiter:
         )
         try:
             reply = await self._eval(self._prefix + key_id, args)
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:  # OSError covers TimeoutError from asyncio
             self._outage(exc)
             return None
+        if self._failing:
+            self._failing = False
+            log.warning("rate limiter: Redis reachable again, limits enforced")
         retry_after, requests, tokens_left, now = (float(x) for x in reply)
         return retry_after, requests, tokens_left, now
 
@@ -434,8 +444,9 @@ class RedisRateLimiter:
             reply = await self._redis.eval(_LUA, 1, key, *args)
         return reply
 
-    def _outage(self, exc: RedisError) -> None:
+    def _outage(self, exc: Exception) -> None:
         now = time.monotonic()
+        self._failing = True
         self._down_until = now + self._outage_backoff
         if now - self._last_warning >= _WARN_EVERY:
             self._last_warning = now

@@ -60,6 +60,8 @@ def build_chat_request(
         raise InvalidRequest("messages: Field required")
     if not isinstance(messages, list):
         raise InvalidRequest("messages: Input should be a valid list")
+    if not messages:
+        raise InvalidRequest("messages: List should have at least 1 item")
     stream = req.get("stream", False)
     if not isinstance(stream, bool):
         raise InvalidRequest("stream: Input should be a valid boolean")
