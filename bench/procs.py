@@ -50,6 +50,12 @@ def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path, port: 
     return Proc(name, popen, log, port)
 
 
+def track(popen: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """Register a child started elsewhere (py-spy) for cleanup."""
+    _live.append(popen)
+    return popen
+
+
 def wait_ready(proc: Proc, path: str, timeout: float = 20.0) -> float:
     """Poll GET `path` until it answers 200; return seconds since `proc` was spawned."""
     started = time.perf_counter()

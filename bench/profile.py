@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .procs import track
+
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 OWN_PACKAGE = "openrouter_anthropic"
 
@@ -34,7 +36,8 @@ def start(pid: int, seconds: float, out: Path, native: bool = False,
     argv = [exe, "record", "-p", str(pid), "-d", str(max(1, round(seconds))),
             "-r", str(rate // 2 if native else rate), "--format", "raw", "--subprocesses",
             "-o", str(out), "--native" if native else "--nonblocking"]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return track(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  start_new_session=True))
 
 
 def _short(file: str) -> str:

@@ -416,7 +416,7 @@ def run(args: argparse.Namespace) -> JSON:
     log_dir = RESULTS / "logs"
     log_dir.mkdir(exist_ok=True)
     result: JSON = {"machine": machine(), "config": _config(args, use_wrk)}
-    result["machine"]["other_load_at_start_cores"] = _other_load(1.0)
+    result["machine"]["other_load_at_start_cores"] = _wait_quiet(args.wait_quiet)
     started = time.perf_counter()
 
     _say("translation core (in process)")
@@ -490,6 +490,16 @@ def _other_load(seconds: float) -> float:
     return (procs.system_busy_seconds() - before) / seconds
 
 
+def _wait_quiet(limit_s: float, quiet: float = 0.2) -> float:
+    """Wait up to `limit_s` for other load to drop below `quiet` cores; the last reading."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        load_now = _other_load(1.0)
+        if load_now < quiet or time.monotonic() >= deadline:
+            return load_now
+        _say(f"other load {load_now:.2f} cores; waiting for a quieter machine")
+
+
 def _config(args: argparse.Namespace, use_wrk: bool) -> JSON:
     return {"duration_s": args.duration, "connections": args.connections,
             "workers": args.workers, "chunks": args.chunks, "chunk_gap_s": args.chunk_gap,
@@ -531,6 +541,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--python-load", action="store_true",
                    help="use the Python load generator even if wrk is installed")
     p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM even if installed")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="first wait up to this long for other load to drop (default 0)")
     p.add_argument("--json", metavar="PATH",
                    help="also write the JSON here ('-' prints it to stdout)")
     args = p.parse_args(argv)

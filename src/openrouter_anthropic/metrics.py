@@ -174,10 +174,8 @@ class _Metric:
         ]
 
 
-class Counter(_Metric):
-    """A monotonically increasing value per label set."""
-
-    type_name = "counter"
+class _Scalar(_Metric):
+    """One float per label set: what counters and gauges share."""
 
     def __init__(
         self,
@@ -192,9 +190,7 @@ class Counter(_Metric):
         if not self.labelnames:
             self._values[()] = 0.0
 
-    def inc(self, labels: LabelValues = (), amount: float = 1.0) -> None:
-        if not amount >= 0:  # also rejects NaN
-            raise ValueError(f"{self.name}: counters only go up (got {amount})")
+    def _add(self, labels: LabelValues, amount: float) -> None:
         values = self._values
         try:
             values[labels] += amount
@@ -220,23 +216,21 @@ class Counter(_Metric):
         return lines
 
 
-class Gauge(_Metric):
+class Counter(_Scalar):
+    """A monotonically increasing value per label set."""
+
+    type_name = "counter"
+
+    def inc(self, labels: LabelValues = (), amount: float = 1.0) -> None:
+        if not amount >= 0:  # also rejects NaN
+            raise ValueError(f"{self.name}: counters only go up (got {amount})")
+        self._add(labels, amount)
+
+
+class Gauge(_Scalar):
     """A value per label set that can go up and down."""
 
     type_name = "gauge"
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
-        *,
-        max_series: int = DEFAULT_MAX_SERIES,
-    ) -> None:
-        super().__init__(name, documentation, labelnames, max_series=max_series)
-        self._values: dict[LabelValues, float] = {}
-        if not self.labelnames:
-            self._values[()] = 0.0
 
     def set(self, value: float, labels: LabelValues = ()) -> None:
         values = self._values
@@ -246,31 +240,10 @@ class Gauge(_Metric):
             values[self._admit(labels, values)] = value
 
     def inc(self, labels: LabelValues = (), amount: float = 1.0) -> None:
-        values = self._values
-        try:
-            values[labels] += amount
-        except KeyError:
-            key = self._admit(labels, values)
-            values[key] = values.get(key, 0.0) + amount
+        self._add(labels, amount)
 
     def dec(self, labels: LabelValues = (), amount: float = 1.0) -> None:
-        self.inc(labels, -amount)
-
-    def value(self, labels: LabelValues = ()) -> float:
-        return self._values.get(labels, 0.0)
-
-    def series(self) -> dict[LabelValues, float]:
-        return dict(self._values)
-
-    def series_count(self) -> int:
-        return len(self._values)
-
-    def render_lines(self) -> list[str]:
-        lines = self._header()
-        names = self.labelnames
-        for labels, value in list(self._values.items()):
-            lines.append(f"{self.name}{_label_block(names, labels)} {format_value(value)}")
-        return lines
+        self._add(labels, -amount)
 
 
 class Histogram(_Metric):
