@@ -162,6 +162,20 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> dict[int, fl
     return {p: after[p] - before.get(p, 0.0) for p in after}
 
 
+def syscalls(pid: int) -> tuple[int, int]:
+    """(read-like, write-like) system calls made so far by the tree (/proc/<pid>/io)."""
+    reads = writes = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{p}/io").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key == "syscr":
+                    reads += int(value)
+                elif key == "syscw":
+                    writes += int(value)
+    return reads, writes
+
+
 def system_busy_seconds() -> float:
     """CPU seconds all cores spent busy since boot (/proc/stat), to spot other load."""
     with open("/proc/stat") as f:

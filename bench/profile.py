@@ -73,7 +73,8 @@ def summarize(path: Path, top: int = 15) -> dict[str, Any]:
         total += count
         func, file = frames[-1]
         (own_self if OWN_PACKAGE in file else lib_self)[f"{func} ({file})"] += count
-        for name in {f"{fn} ({fl})" for fn, fl in frames if OWN_PACKAGE in fl}:
+        for name in {f"{fn} ({fl})" for fn, fl in frames
+                     if OWN_PACKAGE in fl and not fl.endswith("cli.py")}:
             inclusive[name] += count
 
     def share(counter: Counter[str]) -> list[tuple[str, float]]:

@@ -15,6 +15,8 @@ def _fmt(value: float | None, digits: int = 2) -> str:
         return "-"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
+    if 0 < abs(value) < 0.1:
+        return f"{value:.3f}"
     return f"{value:.{digits}f}"
 
 
@@ -41,6 +43,10 @@ def _load_rows(result: JSON) -> list[Row]:
                       for n, v in per_target.items()}))
         rows.append((f"{label}: replies/s per server core",
                      {n: _per_core(v) for n, v in per_target.items()}))
+        rows.append((f"{label}: server write syscalls per reply",
+                     {n: v.get("server_writes_per_reply") for n, v in per_target.items()}))
+        rows.append((f"{label}: server read syscalls per reply",
+                     {n: v.get("server_reads_per_reply") for n, v in per_target.items()}))
         rows.append((f"{label}: new upstream connections per reply",
                      {n: v.get("upstream_connections_per_reply") for n, v in per_target.items()}))
         rows.append((f"{label}: other load on the box, cores",
@@ -80,6 +86,10 @@ def _other_rows(result: JSON) -> list[Row]:
     return rows
 
 
+# Context rows: a ratio to the direct run means nothing for these.
+_NO_RATIO = ("new upstream connections", "other load")
+
+
 def _render(rows: list[Row], names: list[str]) -> str:
     header = ["figure"]
     for name in names:
@@ -92,7 +102,8 @@ def _render(rows: list[Row], names: list[str]) -> str:
         for name in names:
             line.append(_fmt(values.get(name)))
             if name != "direct":
-                line.append(_ratio(values.get(name), values.get("direct")))
+                plain = any(marker in label for marker in _NO_RATIO)
+                line.append("" if plain else _ratio(values.get(name), values.get("direct")))
         table.append(line)
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     out = []
@@ -125,8 +136,10 @@ def _workers(result: JSON) -> str:
         parts.append(f"{kind} {s['rps']:,.0f}/s (p99 {s['p99_ms']:.1f} ms), "
                      f"{s['busy_processes']} busy processes, {s['cores_used']:.2f} cores, "
                      f"CPU s by process {s['cpu_s_by_process']}")
+    problems = w.get("problems", {}).get("count", 0)
     return (f"serve --workers {w['workers']}: ready {w['ready_s']:.2f} s, idle RSS "
-            f"{w['idle_rss_mb']:.0f} MB (all processes); " + "; ".join(parts))
+            f"{w['idle_rss_mb']:.0f} MB (all processes); " + "; ".join(parts)
+            + f"; log: {problems} warnings/errors")
 
 
 def targets(result: JSON) -> list[tuple[str, bool, str]]:

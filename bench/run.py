@@ -193,6 +193,7 @@ def loaded(target: Target, fake: procs.Proc, stream: bool, connections: int, sec
     before = {name: procs.cpu_seconds(pid) for name, pid in watched.items()}
     busy_before = procs.system_busy_seconds()
     fake_before = fake_stats(fake)
+    io_before = procs.syscalls(target.pid) if target.pid else (0, 0)
     stats = load.run(target.port, target.path, body, target.headers, connections, seconds,
                      use_wrk)
     busy = procs.system_busy_seconds() - busy_before
@@ -207,6 +208,9 @@ def loaded(target: Target, fake: procs.Proc, stream: bool, connections: int, sec
     out["upstream_connections_per_reply"] = opened / requests
     if target.pid is not None:
         out["server_rss_mb_after"] = procs.rss_mb(target.pid)
+        io_after = procs.syscalls(target.pid)
+        out["server_reads_per_reply"] = (io_after[0] - io_before[0]) / requests
+        out["server_writes_per_reply"] = (io_after[1] - io_before[1]) / requests
     ours = stats.generator_cpu_s
     for name, pid in watched.items():
         per_proc = procs.cpu_delta(before[name], procs.cpu_seconds(pid))

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import MODEL, message_body, parse_sse, wait_for
 from openrouter_anthropic import __version__
-from openrouter_anthropic.fake_upstream import FakeOpenRouter, Reply
+from openrouter_anthropic.fake_upstream import FakeOpenRouter, MidstreamError, Reply
 from openrouter_anthropic.observability import JSONFormatter
 from redis_server import free_port
 
@@ -42,6 +42,12 @@ def admin_get(http: httpx2.Client, path: str) -> httpx2.Response:
 def assert_no_secret(text: str, where: str) -> None:
     for secret in SECRETS:
         assert secret not in text, f"{where} leaks a secret ({secret[:8]}...): {text[:500]}"
+
+
+def assert_none_leak(outputs: list[tuple[str, str]]) -> None:
+    leaks = [(where, text[:300]) for where, text in outputs
+             if any(secret in text for secret in SECRETS)]
+    assert not leaks, f"{len(leaks)} output(s) leak a secret: {leaks}"
 
 
 # ---------------------------------------------------------------- debug endpoints
@@ -101,44 +107,76 @@ def test_error_store_records_failed_requests(make_gateway: Callable[..., str],
     assert bad_limit.status_code == 400
 
 
+def exercise_and_collect(http: httpx2.Client, fake: FakeOpenRouter,
+                         caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    """Errors of every kind, a success, then every admin output and log line."""
+    outputs: list[tuple[str, str]] = []
+    for body in (message_body(), message_body(), message_body(model="no-such-model"),
+                 message_body(max_tokens="many")):
+        resp = client_post(http, body)
+        assert resp.status_code >= 400, resp.text
+        outputs.append((f"error body {resp.status_code}", resp.text))
+    for headers in ({"x-api-key": "wrong-key"}, {}, {"authorization": "Bearer nope-nope"}):
+        resp = http.post("/v1/messages", json=message_body(), headers=headers)
+        assert resp.status_code == 401
+        outputs.append(("auth error body", resp.text))
+    ok = client_post(http, message_body())
+    assert ok.status_code == 200, ok.text
+    outputs.append(("ok body", ok.text))
+    assert wait_for(lambda: admin_get(http, "/debug/errors/stats").json()["size"] >= 7)
+    for path in ("/debug/errors/recent?limit=500", "/debug/errors/stats", "/metrics"):
+        resp = admin_get(http, path)
+        assert resp.status_code == 200, (path, resp.text)
+        outputs.append((path, resp.text))
+    health = http.get("/health/detailed", headers={"x-api-key": CLIENT_SECRET})
+    assert health.status_code == 200, health.text
+    outputs.append(("/health/detailed", health.text))
+    for entry in admin_get(http, "/debug/errors/recent").json()["data"]:
+        one = admin_get(http, f"/debug/errors/{entry['correlation_id']}")
+        outputs.append((f"/debug/errors/{entry['correlation_id']}", one.text))
+    assert wait_for(lambda: len(access_records(caplog)) >= 8)
+    formatter = JSONFormatter()
+    for record in list(caplog.records):
+        outputs.append((f"log {record.name}", formatter.format(record)))
+    return outputs
+
+
 def test_secrets_never_leak(make_gateway: Callable[..., str], fake: FakeOpenRouter,
                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="openrouter_anthropic")
     url = admin_gateway(make_gateway, access_log=True)
-    outputs: list[tuple[str, str]] = []
+    fake.script(Reply(status=401), Reply(status=500, error_message="provider crashed"))
     with httpx2.Client(base_url=url, timeout=10.0) as http:
-        # An upstream that echoes the key it was given (some providers do, in 401s).
-        fake.script(Reply(status=401, error_message=f"Invalid API key: {UPSTREAM_SECRET}"),
-                    Reply(status=500, error_message=f"crash, auth was Bearer {UPSTREAM_SECRET}"))
-        for body in (message_body(), message_body(), message_body(model="no-such-model"),
-                     message_body(max_tokens="many")):
-            resp = client_post(http, body)
-            assert resp.status_code >= 400
-            outputs.append((f"error body {resp.status_code}", resp.text))
-        outputs.append(("wrong key", http.post("/v1/messages", json=message_body(),
-                                               headers={"x-api-key": "wrong-key"}).text))
-        ok = client_post(http, message_body())
-        assert ok.status_code == 200
-        outputs.append(("ok body", ok.text))
-        ids = [r for r in (ok.headers["request-id"],)]
-        assert wait_for(lambda: admin_get(http, "/debug/errors/stats").json()["size"] >= 5)
-        for path in ("/debug/errors/recent?limit=500", "/debug/errors/stats", "/metrics"):
-            resp = admin_get(http, path)
-            assert resp.status_code == 200, (path, resp.text)
-            outputs.append((path, resp.text))
-        health = http.get("/health/detailed", headers={"x-api-key": CLIENT_SECRET})
-        assert health.status_code == 200, health.text
-        outputs.append(("/health/detailed", health.text))
-        for entry in admin_get(http, "/debug/errors/recent").json()["data"]:
-            one = admin_get(http, f"/debug/errors/{entry['correlation_id']}")
-            outputs.append((f"/debug/errors/{entry['correlation_id']}", one.text))
-    assert ids
-    assert wait_for(lambda: len(access_records(caplog)) >= 6)
+        outputs = exercise_and_collect(http, fake, caplog)
+    # The upstream really got the key: it is a secret worth guarding.
+    assert fake.requests[0].headers["authorization"] == f"Bearer {UPSTREAM_SECRET}"
+    assert_none_leak(outputs)
+
+
+def test_upstream_echoing_the_key_does_not_leak_it(make_gateway: Callable[..., str],
+                                                   fake: FakeOpenRouter,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Some providers quote the key they were given in a 401; the gateway must not relay
+    its own upstream key to a client (the error store already scrubs it)."""
+    caplog.set_level(logging.DEBUG, logger="openrouter_anthropic")
+    url = admin_gateway(make_gateway, access_log=True)
+    fake.script(Reply(status=401, error_message=f"Invalid API key: {UPSTREAM_SECRET}"),
+                Reply(status=500, error_message=f"crash, auth was Bearer {UPSTREAM_SECRET}"))
+    with httpx2.Client(base_url=url, timeout=10.0) as http:
+        outputs = exercise_and_collect(http, fake, caplog)
+        fake.script(Reply(text="partial answer before the error", midstream_error=MidstreamError(
+            code=502, message=f"provider rejected key {UPSTREAM_SECRET}")))
+        with http.stream("POST", "/v1/messages", json=message_body(stream=True),
+                         headers={"x-api-key": CLIENT_SECRET}) as resp:
+            raw = resp.read().decode()
+        assert parse_sse(raw)[-1][0] == "error"
+        outputs.append(("mid-stream error event", raw))
+        stream_id = resp.headers["request-id"]
+        assert wait_for(lambda: any(r["request_id"] == stream_id
+                                    for r in access_records(caplog)))
     formatter = JSONFormatter()
-    for record in caplog.records:
-        outputs.append((f"log {record.name}", formatter.format(record)))
-    for where, text in outputs:
-        assert_no_secret(text, where)
+    outputs.extend((f"log {r.name}", formatter.format(r)) for r in list(caplog.records))
+    assert_none_leak(outputs)
 
 
 # ---------------------------------------------------------------- health

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -78,6 +79,7 @@ class App:
         self._upstream = upstream
         self._gateway: Gateway | None = None
         self._rate_limiter = rate_limiter
+        self._limits: dict[str, Limits | None] = {}  # per client key, built once
         self._probe: health.UpstreamProbe | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.started_at = time.time()
@@ -189,9 +191,9 @@ class App:
                 response.stream = self._guard_stream(response.stream, ctx)
             await send_response(send, response, request_id)
         except asyncio.CancelledError:
-            if not disconnected:
-                raise
-            status = 499
+            # The client left (499), or the shutdown grace ran out after the stream's
+            # `error` event went out: either way this request is over, not failed.
+            status = 499 if disconnected else status
             if task is not None:
                 task.uncancel()
         finally:
@@ -231,7 +233,8 @@ class App:
         if not decision.allowed:
             self.metrics.rate_limited(ctx.key_id)
             raise RateLimited(
-                f"rate limit exceeded for this API key; retry in {decision.retry_after:.0f} s",
+                "rate limit exceeded for this API key; retry in "
+                f"{max(math.ceil(decision.retry_after), 1)} s",
                 headers=dict(decision.headers),
             )
         ctx.rate_limit = (limiter, limits, estimate)
@@ -240,8 +243,14 @@ class App:
         return response
 
     def _limits_for(self, client_key: str | None) -> Limits | None:
+        key = client_key or ""
+        if key not in self._limits:
+            self._limits[key] = self._build_limits(key)
+        return self._limits[key]
+
+    def _build_limits(self, client_key: str) -> Limits | None:
         settings = self.settings
-        override = settings.key_rate_limits.get(client_key or "", {})
+        override = settings.key_rate_limits.get(client_key, {})
         rpm = override.get("requests_per_minute", settings.rate_limit_requests_per_minute)
         tpm = override.get("tokens_per_minute", settings.rate_limit_tokens_per_minute)
         if not rpm and not tpm:

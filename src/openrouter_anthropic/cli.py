@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -91,6 +92,9 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": settings.log_level.lower(),
         "timeout_graceful_shutdown": settings.shutdown_grace,
     }
+    # uvicorn re-raises the SIGTERM it handled once it has drained; this handler turns
+    # that into a clean exit (status 0) instead of death by signal.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     if args.workers > 1:
         # Worker processes rebuild the same Settings from this variable.
         os.environ[_SETTINGS_ENV] = json.dumps(_plain(settings))

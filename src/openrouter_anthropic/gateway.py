@@ -82,8 +82,8 @@ class Gateway:
             raise InvalidRequest("model: Field required")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model: Input should be a valid string")
-        route = self.router.resolve(model)
         ctx.requested_model = model
+        route = self.router.resolve(model)
         ctx.upstream_model = route.upstream
         options = RequestOptions(
             keep_attribution_block=self.settings.keep_attribution_block,

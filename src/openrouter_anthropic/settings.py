@@ -130,6 +130,10 @@ class Settings:
         for name in ("connect_timeout", "first_byte_timeout", "idle_timeout", "ping_interval"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        for name in ("rate_limit_requests_per_minute", "rate_limit_tokens_per_minute",
+                     "max_retries", "structured_output_retries"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must be 0 or more")
         if self.debug_endpoints and not self.admin_api_key:
             raise SettingsError("debug_endpoints needs admin_api_key (ADMIN_API_KEY) to guard it")
         for key, limits in self.key_rate_limits.items():

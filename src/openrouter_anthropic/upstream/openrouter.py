@@ -7,7 +7,7 @@ machine ~6,000 calls/s against ~1,000 for httpx (docs/architecture.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -15,6 +15,7 @@ import orjson
 
 from .. import __version__
 from ..errors import UpstreamError, from_upstream
+from ..redact import make_scrubber
 from ..translate.sse import SSEComment, SSEDecoder
 
 
@@ -39,8 +40,9 @@ class OpenRouterStream:
     """An open streaming answer. `read()` may be cancelled (by a ping timer) at any await
     without losing data: bytes stay in aiohttp's buffer until the next call."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, scrub: Callable[[str], str]) -> None:
         self._response = response
+        self._scrub = scrub
         self._decoder = SSEDecoder()
         self._ended = False
 
@@ -68,7 +70,7 @@ class OpenRouterStream:
                     f"the upstream sent invalid JSON in its stream: {item.data[:200]!r}"
                 ) from exc
             if isinstance(chunk, dict):
-                out.append(chunk)
+                out.append(_scrubbed(chunk, self._scrub) if _carries_error(chunk) else chunk)
         if not raw:
             self._ended = True
         if self._ended and not out:
@@ -108,6 +110,8 @@ class OpenRouterUpstream:
         self._first_byte_timeout = first_byte_timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Some providers echo the credential in their error text: it must not reach clients.
+        self._scrub = make_scrubber([api_key])
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -140,7 +144,7 @@ class OpenRouterUpstream:
             raise UpstreamUnreachable(f"cannot reach the upstream at {url}: {exc}") from exc
         if response.status != 200:
             try:
-                await _raise_for_status(response)
+                await _raise_for_status(response, self._scrub)
             finally:
                 response.release()
         return response
@@ -168,20 +172,20 @@ class OpenRouterUpstream:
             ) from exc
         if not isinstance(data, dict):
             raise UpstreamProtocolError("the upstream answered with an empty body")
-        return data
+        return _scrubbed(data, self._scrub) if _carries_error(data) else data
 
     async def open_stream(
         self, body: Mapping[str, Any], headers: Mapping[str, str]
     ) -> OpenRouterStream:
         response = await self._post(body, headers)
-        return OpenRouterStream(response)
+        return OpenRouterStream(response, self._scrub)
 
     async def list_models(self) -> list[dict[str, Any]]:
         async with asyncio.timeout(self._connect_timeout + 10):
             async with self.session.get(f"{self.base_url}/models",
                                         headers=self._headers) as response:
                 if response.status != 200:
-                    await _raise_for_status(response)
+                    await _raise_for_status(response, self._scrub)
                 data = orjson.loads(await response.read())
         models = data.get("data") if isinstance(data, dict) else None
         return [m for m in models or [] if isinstance(m, dict)]
@@ -192,11 +196,36 @@ class OpenRouterUpstream:
             self._session = None
 
 
-async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+async def _raise_for_status(
+    response: aiohttp.ClientResponse, scrub: Callable[[str], str]
+) -> None:
     try:
         raw = await response.read()
         payload: Any = orjson.loads(raw) if raw else None
     except (orjson.JSONDecodeError, aiohttp.ClientError):
         payload = None
     headers = {k.lower(): v for k, v in response.headers.items()}
-    raise from_upstream(response.status, payload, headers)
+    error = from_upstream(response.status, payload, headers)
+    error.message = scrub(error.message)
+    error.args = (error.message,)
+    raise error
+
+
+def _carries_error(chunk: dict[str, Any]) -> bool:
+    if "error" in chunk:
+        return True
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return False
+    return isinstance(choices[0], dict) and "error" in choices[0]
+
+
+def _scrubbed(value: Any, scrub: Callable[[str], str]) -> Any:
+    """`value` with every string scrubbed (only error-carrying chunks come here)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v, scrub) for v in value]
+    return value
