@@ -73,7 +73,8 @@ for line in sys.stdin:
     msg = json.loads(line)
     method, mid = msg.get("method"), msg.get("id")
     if method == "initialize":
-        send({"jsonrpc": "2.0", "id": mid, "result": {"protocolVersion": msg["params"]["protocolVersion"],
+        version = msg["params"]["protocolVersion"]
+        send({"jsonrpc": "2.0", "id": mid, "result": {"protocolVersion": version,
               "capabilities": {"tools": {}}, "serverInfo": {"name": "demo", "version": "1"}}})
     elif method == "tools/list":
         send({"jsonrpc": "2.0", "id": mid, "result": {"tools": [{"name": "echo",
@@ -81,7 +82,8 @@ for line in sys.stdin:
               "properties": {"text": {"type": "string"}}, "required": ["text"]}}]}})
     elif method == "tools/call":
         text = msg["params"]["arguments"]["text"]
-        send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": "echo:" + text[::-1]}]}})
+        content = [{"type": "text", "text": "echo:" + text[::-1]}]
+        send({"jsonrpc": "2.0", "id": mid, "result": {"content": content}})
     elif mid is not None:
         send({"jsonrpc": "2.0", "id": mid, "result": {}})
 '''
