@@ -77,7 +77,8 @@ def _wrk(port: int, path: str, body: bytes, headers: dict[str, str], connections
         body_path.write_bytes(body)
         script = Path(tmp) / "post.lua"
         script.write_text(_LUA % {"headers": _lua_headers(headers), "body_path": body_path})
-        argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+        whole = max(1, round(seconds))  # wrk takes whole seconds only
+        argv = ["wrk", "-t1", f"-c{connections}", f"-d{whole}s", "--timeout", "10s",
                 "-s", str(script), f"http://127.0.0.1:{port}{path}"]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,

@@ -44,8 +44,14 @@ class Target:
     anthropic: bool  # Anthropic Messages format (else OpenRouter chat completions)
     pid: int | None = None  # the process whose CPU time and memory are measured
     headers: dict[str, str] = field(default_factory=dict)
+    # The fake's pacing for this target's requests unless a phase sets its own.
+    gap: float = 0.0
+    delay: float = 0.0
 
-    def body(self, stream: bool, chunks: int, gap: float = 0.0, delay: float = 0.0) -> bytes:
+    def body(self, stream: bool, chunks: int, gap: float | None = None,
+             delay: float | None = None) -> bytes:
+        gap = self.gap if gap is None else gap
+        delay = self.delay if delay is None else delay
         text = f"Hello, world bench:chunks={chunks};gap={gap:g};delay={delay:g}"
         body: JSON = {"model": MODEL if self.anthropic else UPSTREAM_MODEL, "max_tokens": 256,
                       "messages": [{"role": "user", "content": text}]}
@@ -55,7 +61,8 @@ class Target:
             body["usage"] = {"include": True}
         return json.dumps(body, separators=(",", ":")).encode()
 
-    def raw(self, stream: bool, chunks: int, close: bool = False, **knobs: float) -> bytes:
+    def raw(self, stream: bool, chunks: int, close: bool = False,
+            **knobs: float | None) -> bytes:
         return client.http_request(self.port, self.path, self.body(stream, chunks, **knobs),
                                    self.headers, close)
 
@@ -184,7 +191,8 @@ def _cpu_pids(targets: list[Target], fake: procs.Proc) -> dict[str, int]:
 
 
 def loaded(target: Target, fake: procs.Proc, stream: bool, connections: int, seconds: float,
-           chunks: int, gap: float = 0.0, use_wrk: bool = True, warmup: float = 1.0) -> JSON:
+           chunks: int, gap: float | None = None, use_wrk: bool = True,
+           warmup: float = 1.0) -> JSON:
     """A closed-loop run; also the CPU seconds the target and the fake spent per request."""
     body = target.body(stream, chunks, gap=gap)
     if warmup > 0:
@@ -343,7 +351,8 @@ def workers_check(upstream_port: int, fake: procs.Proc, workers: int, args: argp
                   log_dir: Path, use_wrk: bool) -> JSON:
     proc, ready = start_gateway(upstream_port, workers, log_dir, f"gateway-w{workers}")
     try:
-        target = Target(f"gateway_w{workers}", proc.port, "/v1/messages", True, proc.pid)
+        target = Target(f"gateway_w{workers}", proc.port, "/v1/messages", True, proc.pid,
+                        gap=args.chunk_gap, delay=args.first_byte_delay)
         check_target(target)
         idle = settle_rss(proc.pid, 0.5)
         c = max(args.connections)
@@ -443,6 +452,8 @@ def run(args: argparse.Namespace) -> JSON:
     if lite is not None:
         targets.append(lite)
     for target in targets:
+        target.gap, target.delay = args.chunk_gap, args.first_byte_delay
+    for target in targets:
         check_target(target)
 
     _say("latency at 1 connection")
@@ -518,8 +529,9 @@ def _say(what: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=5.0,
-                   help="seconds per load run (default 5; the whole run takes ~25x this)")
+    p.add_argument("--duration", type=int, default=5,
+                   help="whole seconds per load run (default 5; the whole run takes about "
+                   "14x this plus 25 s)")
     p.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")],
                    default=[1, 16], help="comma-separated connection counts (default 1,16)")
     p.add_argument("--workers", type=int, default=1, help="gateway worker processes")
@@ -550,8 +562,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH",
                    help="also write the JSON here ('-' prints it to stdout)")
     args = p.parse_args(argv)
-    if not 0 < args.duration <= 60:
-        p.error("--duration must be in (0, 60]")
+    if not 1 <= args.duration <= 60:
+        p.error("--duration must be 1-60 (whole seconds: wrk takes no fractions)")
     if args.chunks >= 200 or args.chunks < 1:
         p.error("--chunks must be in [1, 199] (the per-chunk figure compares with 200)")
     if not 1 <= args.streams <= 1000:
@@ -569,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=2)
     latest = RESULTS / "latest.json"
     latest.write_text(text + "\n")
-    print(report.table(result))
+    # With --json -, stdout carries only the JSON; the table goes to stderr.
+    print(report.table(result), file=sys.stderr if args.json == "-" else sys.stdout)
     print(f"\nJSON: {latest}", file=sys.stderr)
     if args.json == "-":
         print(text)

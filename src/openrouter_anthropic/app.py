@@ -196,6 +196,10 @@ class App:
             status = 499 if disconnected else status
             if task is not None:
                 task.uncancel()
+            if not disconnected:
+                # End the chunked body properly so the client sees a complete response.
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b""})
         finally:
             if watcher is not None:
                 watcher.cancel()
