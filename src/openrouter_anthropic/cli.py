@@ -79,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .observability import configure_logging
 
     configure_logging(settings.log_level)
+    _tune_gc()
     print(f"openrouter-anthropic {__version__}: listening on "
           f"http://{settings.host}:{settings.port} -> {settings.openrouter_base_url} "
           f"(big={settings.big_model}, small={settings.small_model})", file=sys.stderr)
@@ -107,6 +108,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune_gc() -> None:
+    """Fewer, cheaper collections: a request allocates many short-lived dicts, and the
+    objects alive after start-up (modules, tables) never need scanning again. Measured with
+    bench/: the collector took ~8-11% of the gateway's CPU under load before this."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 def _is_loopback(host: str) -> bool:
     import ipaddress
 
@@ -133,4 +145,6 @@ def app_from_env() -> Any:
 
     settings = Settings.from_mapping(json.loads(os.environ[_SETTINGS_ENV]))
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    _tune_gc()
+    return app

@@ -32,6 +32,7 @@ from .translate.structured import extract_json, feedback, validation_errors
 from .upstream import Upstream, UpstreamStream
 
 log = logging.getLogger("openrouter_anthropic.gateway")
+_START_COALESCE_S = 0.05
 T = TypeVar("T")
 
 
@@ -198,40 +199,51 @@ class Gateway:
     ) -> AsyncIterator[bytes]:
         ping_interval = self.settings.ping_interval
         idle_timeout = self.settings.idle_timeout
+        # message_start goes out with the first upstream bytes (one write instead of two),
+        # or alone after a short wait when the upstream is slow to start.
+        pending = [_encode(translator.start())]
+        wait = min(ping_interval, _START_COALESCE_S)
+        last_data = time.monotonic()
         try:
-            yield _encode(translator.start())
-            last_data = time.monotonic()
             while True:
                 try:
-                    async with asyncio.timeout(ping_interval):
+                    async with asyncio.timeout(wait):
                         items = await upstream.read()
                 except TimeoutError:
+                    wait = ping_interval
                     if time.monotonic() - last_data >= idle_timeout:
-                        yield _encode(translator.fail(
+                        pending.append(_encode(translator.fail(
                             "timeout_error", f"the upstream sent nothing for {idle_timeout:g} s"
-                        ))
+                        )))
+                        yield b"".join(pending)
                         return
-                    yield PING
+                    if not pending:  # silence: keep the client's idle watchdog fed
+                        pending.append(PING)
+                    yield b"".join(pending)
+                    pending = []
                     continue
                 except UpstreamError as exc:
-                    yield _encode(translator.fail(exc.error_type, exc.message))
+                    pending.append(_encode(translator.fail(exc.error_type, exc.message)))
+                    yield b"".join(pending)
                     return
+                wait = ping_interval
                 if items is None:
-                    yield _encode(translator.finish())
+                    pending.append(_encode(translator.finish()))
+                    yield b"".join(pending)
                     return
                 last_data = time.monotonic()
-                out: list[bytes] = []
                 for item in items:
                     if item is None:
-                        out.append(PING)
+                        pending.append(PING)
                         continue
                     if ctx.first_token_at is None and item.get("choices"):
                         ctx.first_token_at = last_data
-                    out.append(_encode(translator.feed(item)))
+                    pending.append(_encode(translator.feed(item)))
                     if translator.state in (State.DONE, State.FAILED):
                         break
-                if out:
-                    yield b"".join(out)
+                if pending:
+                    yield b"".join(pending)
+                    pending = []
                 if translator.state in (State.DONE, State.FAILED):
                     return
         finally:

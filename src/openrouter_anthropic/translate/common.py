@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import secrets
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,7 +75,7 @@ def _int(value: Any) -> int:
 
 
 def new_message_id() -> str:
-    return "msg_" + secrets.token_hex(12)
+    return f"msg_{random.getrandbits(96):024x}"
 
 
 def message_id_for(generation_id: Any) -> str:
