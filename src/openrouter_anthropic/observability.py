@@ -49,9 +49,16 @@ def log_request(request: Request, ctx: RequestContext, status: int, seconds: flo
         "status": status,
         "latency_ms": round(seconds * 1000, 2),
     }
+    fields["key_id"] = ctx.key_id
     if ctx.requested_model:
         fields["model"] = ctx.requested_model
         fields["upstream_model"] = ctx.upstream_model
+    if ctx.first_token_at is not None:
+        fields["ttft_ms"] = round((ctx.first_token_at - ctx.started_at) * 1000, 2)
+    if ctx.cost is not None:
+        fields["cost_usd"] = ctx.cost
+    if ctx.stream_error is not None:
+        fields["stream_error"] = ctx.stream_error[0]
     if ctx.session_id:
         fields["session_id"] = ctx.session_id
     for header in ("x-claude-code-agent-id", "x-claude-code-parent-agent-id"):
