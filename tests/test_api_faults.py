@@ -9,8 +9,8 @@ import logging
 import anthropic
 import httpx2
 import pytest
-from conftest import message_body, parse_sse
 
+from conftest import message_body, parse_sse
 from openrouter_anthropic.fake_upstream import FakeOpenRouter, Reply
 
 

@@ -19,7 +19,6 @@ from chunks import (
     tool_start,
     usage_chunk,
 )
-
 from openrouter_anthropic.profiles import Profiles
 from openrouter_anthropic.translate.request import RequestOptions, build_chat_request
 from openrouter_anthropic.translate.tools import ToolNames
