@@ -1,5 +1,5 @@
-"""The results as a plain-text table (gateway vs. direct upstream, with ratios) and the
-pass/fail list of the issue's targets."""
+"""The results as a plain-text table (gateway vs. direct upstream and vs. the minimal
+forwarder, with ratios) and the pass/fail list of the issue's targets."""
 
 from __future__ import annotations
 
@@ -70,40 +70,56 @@ def _latency_rows(result: JSON) -> list[Row]:
 
 
 def _other_rows(result: JSON) -> list[Row]:
-    rows: list[Row] = []
+    """Per-chunk CPU, memory and start-up: one row per figure, one value per target."""
+    merged: dict[str, dict[str, float | None]] = {}
     for name, pc in result.get("per_chunk", {}).items():
-        rows.append(("stream 200 chunks: marginal CPU us/chunk",
-                     {name: pc["marginal_cpu_us_per_chunk"]}))
-        rows.append(("stream 200 chunks, paced: CPU us/chunk",
-                     {name: pc["paced_cpu_us_per_chunk"]}))
+        merged.setdefault("stream 200 chunks: marginal CPU us/chunk", {})[name] = \
+            pc["marginal_cpu_us_per_chunk"]
+        merged.setdefault("stream 200 chunks, paced: CPU us/chunk", {})[name] = \
+            pc["paced_cpu_us_per_chunk"]
     for name, mem in result["memory"].items():
         for key, label in (("idle_rss_mb", "RSS idle MB"),
                            ("peak_rss_mb", f"RSS peak, {mem.get('streams')} streams MB"),
                            ("idle_after_load_rss_mb", "RSS idle after load MB")):
-            rows.append((label, {name: mem.get(key)}))
+            merged.setdefault(label, {})[name] = mem.get(key)
     for name, times in result["startup"].items():
-        rows.append(("start to ready s (median)", {name: sorted(times)[len(times) // 2]}))
-    return rows
+        merged.setdefault("start to ready s (median)", {})[name] = \
+            sorted(times)[len(times) // 2]
+    return list(merged.items())
 
 
 # Context rows: a ratio to the direct run means nothing for these.
 _NO_RATIO = ("new upstream connections", "other load")
 
 
-def _render(rows: list[Row], names: list[str]) -> str:
-    header = ["figure"]
+# The ratio columns: (numerator, denominator), each placed after its numerator's column,
+# except gateway/forwarder, placed after the forwarder's.
+_RATIOS = (("gateway", "direct"), ("gateway", "forwarder"), ("litellm", "direct"))
+
+
+def _columns(names: list[str]) -> list[tuple[str, str | None]]:
+    """(target, None) for a figure column, (numerator, denominator) for a ratio column."""
+    cols: list[tuple[str, str | None]] = []
     for name in names:
-        header.append(name)
-        if name != "direct":
-            header.append(f"{name}/direct")
+        cols.append((name, None))
+        for num, den in _RATIOS:
+            if den in names and num in names and name == (num if den == "direct" else den):
+                cols.append((num, den))
+    return cols
+
+
+def _render(rows: list[Row], names: list[str]) -> str:
+    cols = _columns(names)
+    header = ["figure"] + [num if den is None else f"{num}/{den}" for num, den in cols]
     table = [header]
     for label, values in rows:
+        plain = any(marker in label for marker in _NO_RATIO)
         line = [label]
-        for name in names:
-            line.append(_fmt(values.get(name)))
-            if name != "direct":
-                plain = any(marker in label for marker in _NO_RATIO)
-                line.append("" if plain else _ratio(values.get(name), values.get("direct")))
+        for num, den in cols:
+            if den is None:
+                line.append(_fmt(values.get(num)))
+            else:
+                line.append("" if plain else _ratio(values.get(num), values.get(den)))
         table.append(line)
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     out = []
@@ -114,6 +130,30 @@ def _render(rows: list[Row], names: list[str]) -> str:
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+def _names(result: JSON) -> list[str]:
+    return [n for n in ("direct", "gateway", "forwarder", "litellm")
+            if n in result["latency_1conn"]]
+
+
+def ratios(result: JSON) -> JSON:
+    """The ratio columns of the table, for the JSON: {figure: {"gateway/direct": x, ...}}."""
+    names = _names(result)
+    out: JSON = {}
+    for label, values in _latency_rows(result) + _load_rows(result) + _other_rows(result):
+        if any(marker in label for marker in _NO_RATIO):
+            continue
+        row: JSON = {}
+        for num, den in _columns(names):
+            if den is None:
+                continue
+            a, b = values.get(num), values.get(den)
+            if a is not None and b and not math.isnan(a) and not math.isnan(b):
+                row[f"{num}/{den}"] = round(a / b, 4)
+        if row:
+            out.setdefault(label, {}).update(row)
+    return out
 
 
 def _translation(result: JSON) -> str:
@@ -140,6 +180,21 @@ def _workers(result: JSON) -> str:
     return (f"serve --workers {w['workers']}: ready {w['ready_s']:.2f} s, idle RSS "
             f"{w['idle_rss_mb']:.0f} MB (all processes); " + "; ".join(parts)
             + f"; log: {problems} warnings/errors")
+
+
+def _floor(result: JSON) -> str:
+    """The forwarder against the issue's figures for a minimal aiohttp + orjson forwarder."""
+    c = max(result["config"]["connections"])
+    load = result["load"]
+    if "forwarder" not in load[f"plain_c{c}"]:
+        return ""
+    plain = load[f"plain_c{c}"]["forwarder"]["rps"]
+    stream = load[f"stream_c{c}"]["forwarder"]["rps"]
+    mem = result["memory"]["forwarder"]
+    times = result["startup"]["forwarder"]
+    return (f"python floor (minimal forwarder), {c} connections: plain {plain:,.0f}/s, "
+            f"streamed {stream:,.0f}/s, idle RSS {mem['idle_rss_mb']:.0f} MB, ready "
+            f"{sorted(times)[len(times) // 2]:.2f} s (the issue: ~4,700/s, ~2,300/s, 40 MB)")
 
 
 def targets(result: JSON) -> list[tuple[str, bool, str]]:
@@ -178,7 +233,7 @@ def _noisy(result: JSON) -> list[str]:
 
 
 def table(result: JSON) -> str:
-    names = [n for n in ("direct", "gateway", "litellm") if n in result["latency_1conn"]]
+    names = _names(result)
     rows = _latency_rows(result) + _load_rows(result) + _other_rows(result)
     m = result["machine"]
     cfg = result["config"]
@@ -187,7 +242,8 @@ def table(result: JSON) -> str:
         f"Python {m['python']}, {m['wrk'] or 'no wrk'}; source {m.get('source')}; "
         f"other load at start {m.get('other_load_at_start_cores', 0):.2f} cores",
         f"load generator: {cfg['generator']}; {cfg['duration_s']:g} s per run; streamed "
-        f"replies have {cfg['chunks']} content chunks; ratio = figure / direct upstream",
+        f"replies have {cfg['chunks']} content chunks; x/direct = figure / direct upstream, "
+        "gateway/forwarder = gateway / minimal aiohttp forwarder",
         "",
         _render(rows, names),
         "",
@@ -195,12 +251,14 @@ def table(result: JSON) -> str:
     ]
     if workers := _workers(result):
         lines.append(workers)
+    if floor := _floor(result):
+        lines.append(floor)
     noisy = _noisy(result)
     if noisy:
         lines.append(f"WARNING: other processes used >= {NOISY_CORES} cores during: "
                      f"{', '.join(noisy)}; those figures understate this code")
-    problems = result["problems"]["gateway_log"]
-    lines.append(f"gateway log: {problems['count']} warnings/errors")
+    for name, problems in result["problems"].items():
+        lines.append(f"{name.replace('_', ' ')}: {problems['count']} warnings/errors")
     lines.append("")
     lines.append("targets:")
     lines += [f"  [{'PASS' if ok else 'FAIL'}] {what}: {got}" for what, ok, got in

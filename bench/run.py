@@ -2,10 +2,11 @@
 
     python -m bench.run [--duration 5] [--connections 1,16] [--workers 1] [--json PATH|-]
 
-Starts a lean fake OpenRouter (bench/fake.py), the gateway (`openrouter-anthropic serve`)
-and, if installed, the LiteLLM proxy, all on 127.0.0.1; drives them with wrk (or a Python
-fallback) and a raw-socket client; prints a table (gateway vs. the fake called directly,
-with ratios) and writes JSON to bench/results/latest.json. See bench/README.md.
+Starts a lean fake OpenRouter (bench/fake.py), the gateway (`openrouter-anthropic serve`),
+a minimal aiohttp forwarder (bench/forwarder.py, the Python floor) and, if installed, the
+LiteLLM proxy, all on 127.0.0.1; drives them with wrk (or a Python fallback) and a
+raw-socket client; prints a table (gateway vs. the fake called directly and vs. the
+forwarder, with ratios) and writes JSON to bench/results/latest.json. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -36,7 +38,8 @@ JSON = dict[str, Any]
 
 @dataclass
 class Target:
-    """Something that answers chat requests: the gateway, the fake directly, LiteLLM."""
+    """Something that answers chat requests: the gateway, the fake directly, the forwarder,
+    LiteLLM."""
 
     name: str
     port: int
@@ -47,6 +50,8 @@ class Target:
     # The fake's pacing for this target's requests unless a phase sets its own.
     gap: float = 0.0
     delay: float = 0.0
+    # Relays the upstream's bytes (the forwarder): Anthropic request, OpenRouter reply.
+    relay: bool = False
 
     def body(self, stream: bool, chunks: int, gap: float | None = None,
              delay: float | None = None) -> bytes:
@@ -67,12 +72,16 @@ class Target:
                                    self.headers, close)
 
     @property
+    def anthropic_reply(self) -> bool:
+        return self.anthropic and not self.relay
+
+    @property
     def first_token(self) -> bytes:
-        return b'"text_delta"' if self.anthropic else b'"content":"Echo'
+        return b'"text_delta"' if self.anthropic_reply else b'"content":"Echo'
 
     @property
     def stream_end(self) -> bytes:
-        return b"message_stop" if self.anthropic else b"[DONE]"
+        return b"message_stop" if self.anthropic_reply else b"[DONE]"
 
 
 # ---------------------------------------------------------------- processes
@@ -113,6 +122,16 @@ def start_gateway(upstream_port: int, workers: int, log_dir: Path,
     env = _clean_env() | {"OPENROUTER_BASE_URL": f"http://127.0.0.1:{upstream_port}/api/v1",
                           "OPENROUTER_API_KEY": "x", "FETCH_MODEL_LIST": "false"}
     proc = procs.spawn(name, _gateway_argv(port, workers), env, log_dir, port)
+    ready = procs.wait_ready(proc, "/health")
+    return proc, ready
+
+
+def start_forwarder(upstream_port: int, log_dir: Path,
+                    name: str = "forwarder") -> tuple[procs.Proc, float]:
+    port = procs.free_port()
+    argv = [sys.executable, "-m", "bench.forwarder", "--port", str(port),
+            "--upstream", f"http://127.0.0.1:{upstream_port}/api/v1"]
+    proc = procs.spawn(name, argv, _clean_env(), log_dir, port)
     ready = procs.wait_ready(proc, "/health")
     return proc, ready
 
@@ -267,10 +286,12 @@ def settle_rss(pid: int, wait: float = 1.0) -> float:
     return procs.rss_mb(pid)
 
 
-def startup_times(upstream_port: int, workers: int, runs: int, log_dir: Path) -> list[float]:
+def startup_times(start: Callable[[str], tuple[procs.Proc, float]], name: str,
+                  runs: int) -> list[float]:
+    """Seconds from spawn to ready of `runs` cold starts (each stopped right after)."""
     times = []
     for i in range(runs):
-        proc, ready = start_gateway(upstream_port, workers, log_dir, f"gateway-start{i}")
+        proc, ready = start(f"{name}-start{i}")
         times.append(ready)
         procs.stop(proc)
     return times
@@ -439,15 +460,24 @@ def run(args: argparse.Namespace) -> JSON:
 
     fake = start_fake(args, log_dir)
     _say("start-up")
-    result["startup"] = {"gateway": startup_times(fake.port, args.workers, args.startup_runs,
-                                                  log_dir)}
+    result["startup"] = {
+        "gateway": startup_times(
+            lambda name: start_gateway(fake.port, args.workers, log_dir, name), "gateway",
+            args.startup_runs),
+        "forwarder": startup_times(lambda name: start_forwarder(fake.port, log_dir, name),
+                                   "forwarder", args.startup_runs)}
     gw_proc, ready = start_gateway(fake.port, args.workers, log_dir)
     result["startup"]["gateway"].append(ready)
-    memory: JSON = {"gateway": {"idle_rss_mb": settle_rss(gw_proc.pid, 0.5)}}
+    fw_proc, ready = start_forwarder(fake.port, log_dir)
+    result["startup"]["forwarder"].append(ready)
+    memory: JSON = {"gateway": {"idle_rss_mb": settle_rss(gw_proc.pid, 0.5)},
+                    "forwarder": {"idle_rss_mb": settle_rss(fw_proc.pid, 0.5)}}
 
     targets = [Target("gateway", gw_proc.port, "/v1/messages", True, gw_proc.pid),
                Target("direct", fake.port, "/api/v1/chat/completions", False, None,
-                      {"Authorization": "Bearer x"})]
+                      {"Authorization": "Bearer x"}),
+               Target("forwarder", fw_proc.port, "/v1/messages", True, fw_proc.pid,
+                      relay=True)]
     lite = _maybe_litellm(fake.port, log_dir, result, memory, args)
     if lite is not None:
         targets.append(lite)
@@ -479,9 +509,11 @@ def run(args: argparse.Namespace) -> JSON:
         _say("py-spy profiles of the gateway")
         result["profile"] = profile_gateway(targets[0], fake, args, RESULTS, use_wrk)
 
-    result["problems"] = {"gateway_log": log_problems(gw_proc.log)}
+    result["problems"] = {"gateway_log": log_problems(gw_proc.log),
+                          "forwarder_log": log_problems(fw_proc.log)}
     result["elapsed_s"] = time.perf_counter() - started
     derived(result, args)
+    result["ratios"] = report.ratios(result)
     procs.cleanup()
     return result
 

@@ -117,11 +117,13 @@ class Harness:
 
     def run(self, workdir: Path, prompt: str, tools: list[str],
             extra: list[str] | None = None, env: dict[str, str] | None = None,
-            script: list[dict[str, Any]] | None = None) -> str:
-        http_json(f"{self.fake_url}/_fake/requests", "DELETE")  # also empties the script
+            script: list[dict[str, Any]] | None = None, home: str | None = None,
+            reset: bool = True) -> str:
+        if reset:
+            http_json(f"{self.fake_url}/_fake/requests", "DELETE")  # also empties the script
         if script:
             http_json(f"{self.fake_url}/_fake/script", "POST", script)
-        home = tempfile.mkdtemp(prefix="cc-home-")
+        home = home or tempfile.mkdtemp(prefix="cc-home-")
         full_env = {**os.environ, "HOME": home,
                     "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{self.gw_port}",
                     "ANTHROPIC_API_KEY": "e2e-key",
@@ -215,6 +217,51 @@ def scenario_deferred_mcp_tool(h: Harness, d: Path) -> str | None:
     return None
 
 
+def scenario_full_session(h: Harness, d: Path) -> str | None:
+    """Two turns of one conversation: a thinking model loads a deferred MCP tool, calls it,
+    reads an image; the next turn (--continue) replays all of it, signatures included."""
+    server = d / "mcp_server.py"
+    server.write_text(MCP_SERVER)
+    config = d / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"demo": {
+        "command": sys.executable, "args": [str(server)]}}}))
+    (d / "pic.png").write_bytes(tiny_png())
+    (d / "a.txt").write_text("alpha-content")
+    (d / "b.txt").write_text("beta-content")
+    home = tempfile.mkdtemp(prefix="cc-home-")
+    think = "I should load the echo tool first."
+    script = [
+        {"reasoning": think, "tool_calls": [
+            {"name": "ToolSearch", "arguments": {"query": "select:mcp__demo__echo"}}]},
+        {"reasoning": "Now call it.", "tool_calls": [
+            {"name": "mcp__demo__echo", "arguments": {"text": "gateway"}}]},
+        {"reasoning": "Look at the picture.", "tool_calls": [
+            {"name": "Read", "arguments": {"file_path": str(d / "pic.png")}}]},
+        {"text": "All done with the first turn."},
+    ]
+    common = ["--mcp-config", str(config)]
+    tools = ["mcp__demo__echo", "ToolSearch", "Read"]
+    env = {"ENABLE_TOOL_SEARCH": "true"}
+    out = h.run(d, "use the demo echo tool, then look at pic.png", tools, common, env=env,
+                script=script, home=home)
+    if "All done with the first turn." not in out:
+        return f"first turn did not finish: {out[-400:]!r}"
+    out = h.run(d, "read a.txt and b.txt", tools, [*common, "--continue"], env=env,
+                home=home, reset=False)
+    requests = h.upstream_requests()
+    last = json.dumps(requests[-1]["messages"])
+    checks = {
+        "second turn answered": "Done." in out,
+        "both files read in turn two": "alpha-content" in last and "beta-content" in last,
+        "MCP result kept in history": "echo:yawetag" in last,
+        "image kept in history": "data:image/png;base64," in last,
+        "thinking replayed with its signature": think in last and "reasoning_details" in last,
+        "deferred tool callable": "mcp__demo__echo" in json.dumps(requests[-1].get("tools")),
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    return f"failed: {', '.join(failed)}" if failed else None
+
+
 SCENARIOS: dict[str, Callable[[Harness, Path], str | None]] = {
     "write a file": scenario_write,
     "run a command, read its output back": scenario_bash,
@@ -222,6 +269,8 @@ SCENARIOS: dict[str, Callable[[Harness, Path], str | None]] = {
     "stream thinking and text": scenario_thinking,
     "read an image": scenario_image,
     "load and call a deferred MCP tool": scenario_deferred_mcp_tool,
+    "two-turn session: thinking, deferred tool, image, parallel reads":
+        scenario_full_session,
 }
 
 
