@@ -87,6 +87,16 @@ class Settings:
     fetch_model_list: bool = True
     # Re-asks when a model without native structured outputs answers off-schema.
     structured_output_retries: int = 2
+    # Feature sections of the YAML file, each parsed by the feature that owns it:
+    # server_tools.* (web_search, web_fetch, code_execution), mcp.* (connector, managed
+    # servers), workspace.* (the built-in toolset), batches.* (Message Batches).
+    server_tools: dict[str, Any] = field(default_factory=dict)
+    mcp: dict[str, Any] = field(default_factory=dict)
+    workspace: dict[str, Any] = field(default_factory=dict)
+    batches: dict[str, Any] = field(default_factory=dict)
+    # The URL clients reach this gateway at (for absolute links such as batch results_url);
+    # empty: taken from each request's Host header.
+    public_base_url: str = ""
     log_level: str = "info"
     access_log: bool = False
 
