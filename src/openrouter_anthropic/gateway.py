@@ -236,9 +236,9 @@ class Gateway:
                     if item is None:
                         pending.append(PING)
                         continue
-                    if ctx.first_token_at is None and item.get("choices"):
-                        ctx.first_token_at = last_data
                     pending.append(_encode(translator.feed(item)))
+                    if ctx.first_token_at is None and translator.blocks_started:
+                        ctx.first_token_at = last_data
                     if translator.state in (State.DONE, State.FAILED):
                         break
                 if pending:

@@ -381,6 +381,11 @@ class StreamTranslator:
         return out
 
     @property
+    def blocks_started(self) -> bool:
+        """Whether any content block has begun (time to first token)."""
+        return self._next_index > 0
+
+    @property
     def failed(self) -> bool:
         return self.state is State.FAILED
 
