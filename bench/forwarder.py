@@ -42,9 +42,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
         reply = web.StreamResponse(status=upstream.status,
                                    headers={"Content-Type": content_type,
                                             "Cache-Control": "no-cache"})
-        await reply.prepare(request)
         # The load generator hangs up mid-stream at the end of each run: end quietly.
         with contextlib.suppress(ConnectionResetError):
+            await reply.prepare(request)
             async for chunk in upstream.content.iter_any():
                 await reply.write(chunk)
             await reply.write_eof()

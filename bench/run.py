@@ -563,7 +563,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=int, default=5,
                    help="whole seconds per load run (default 5; the whole run takes about "
-                   "14x this plus 25 s)")
+                   "20x this plus 30 s)")
     p.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")],
                    default=[1, 16], help="comma-separated connection counts (default 1,16)")
     p.add_argument("--workers", type=int, default=1, help="gateway worker processes")
