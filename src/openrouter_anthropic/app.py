@@ -20,7 +20,10 @@ from typing import Any
 
 import orjson
 
-from .api import debug, health, messages, models
+from .api import admin, debug, health, messages, models
+from .api import batches as batch_api
+from .batches.config import BatchConfig
+from .batches.service import BatchService
 from .cors import allowed_origin, cors_headers, preflight_headers
 from .errors import (
     AuthenticationFailed,
@@ -40,6 +43,10 @@ from .profiles import Profiles
 from .ratelimit import Decision, Limits, RateLimiter, make_rate_limiter
 from .routing import Router
 from .settings import Settings
+from .tools.mcp_connector import install_mcp
+from .tools.mcp_manager import McpManager
+from .tools.tool_metrics import ToolMetrics
+from .tools.workspace import Workspaces
 from .translate.sse import encode_event
 from .upstream import Upstream
 from .upstream.openrouter import OpenRouterUpstream
@@ -47,7 +54,7 @@ from .upstream.openrouter import OpenRouterUpstream
 log = logging.getLogger("openrouter_anthropic")
 
 _PUBLIC_PATHS = frozenset({"/", "/health"})
-_ADMIN_PREFIXES = ("/debug/", "/metrics", "/admin/")
+_ADMIN_PREFIXES = ("/debug/", "/metrics", "/admin/", "/tool-metrics")
 _ROUTE_LABELS = {
     "/v1/messages": "/v1/messages",
     "/v1/messages/count_tokens": "/v1/messages/count_tokens",
@@ -83,6 +90,16 @@ class App:
         self._probe: health.UpstreamProbe | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.started_at = time.time()
+        batch_config = BatchConfig.from_mapping(settings.batches)
+        self.batches = (BatchService(batch_config, self._batch_gateway)
+                        if batch_config.enabled else None)
+        self.tool_metrics = ToolMetrics(self.metrics.registry)
+        self.mcp_manager = McpManager.from_settings(settings)  # None: no managed MCP server
+        # The built-in `workspace` MCP server, for keys with a workspace root.
+        self.workspaces = Workspaces.from_settings(settings.workspace) if settings.workspace \
+            else None
+        if self.mcp_manager is not None:
+            self.mcp_manager.register_metrics(self.metrics.registry)
 
     @property
     def gateway(self) -> Gateway:
@@ -99,7 +116,17 @@ class App:
             self._upstream = upstream
             self._gateway = Gateway(self.settings, upstream, self.router, self.profiles,
                                     self.metrics)
+            install_mcp(self._gateway.tool_loop, self.settings, self.mcp_manager,
+                        self.tool_metrics, self.workspaces)
         return self._gateway
+
+    def _batch_gateway(self) -> Gateway:
+        # The batch layer retries (and records) each attempt itself: no hidden retries here.
+        gateway = Gateway(self.settings.replace(max_retries=0), self.gateway.upstream,
+                          self.router, self.profiles, self.metrics)
+        install_mcp(gateway.tool_loop, self.settings, self.mcp_manager, self.tool_metrics,
+                    self.workspaces)
+        return gateway
 
     @property
     def rate_limiter(self) -> RateLimiter | None:
@@ -129,6 +156,10 @@ class App:
 
     async def startup(self) -> None:
         gateway = self.gateway
+        if self.batches is not None:
+            await self.batches.start()  # resumes pending batches in the background
+        if self.mcp_manager is not None:
+            self.mcp_manager.start()  # supervisor tasks only: start-up does not wait
         if self.settings.fetch_model_list:
             # Not awaited: start-up must not wait for (or fail on) the upstream.
             task = asyncio.create_task(self._load_model_list(gateway))
@@ -145,6 +176,10 @@ class App:
         log.info("loaded %d models from the upstream model list", taken)
 
     async def shutdown(self) -> None:
+        if self.batches is not None:
+            await self.batches.stop()  # before the upstream closes: in-flight calls end first
+        if self.mcp_manager is not None:
+            await self.mcp_manager.stop()
         for task in list(self._background):
             task.cancel()
         if self._upstream is not None:
@@ -311,10 +346,16 @@ class App:
         if path == "/metrics" and method == "GET":
             return Response(200, self.metrics.render().encode(),
                             content_type=METRICS_CONTENT_TYPE)
+        if admin.handles(path):
+            return admin.dispatch(request, path, self.mcp_manager, self.tool_metrics)
         if path.startswith("/debug/errors") and method == "GET":
             if not self.settings.debug_endpoints:
                 raise NotFound(f"not found: {method} {request.path}")
             return debug.errors(path, request, self.errors)
+        if self.batches is not None and (path == batch_api.PREFIX
+                                         or path.startswith(batch_api.PREFIX + "/")):
+            return await batch_api.dispatch(self.batches, self.settings.public_base_url,
+                                            request, ctx, path)
         known = {"/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/health", "/"}
         if path in known or path.startswith("/v1/models/"):
             raise GatewayError(f"method {method} is not allowed on {path}", status=405,

@@ -1,4 +1,5 @@
-"""Command line: `openrouter-anthropic serve | fake-upstream | version`."""
+"""Command line: `openrouter-anthropic serve | worker | doctor | mcp-serve | fake-upstream |
+version`."""
 
 from __future__ import annotations
 
@@ -37,12 +38,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("fake-upstream", add_help=False,
                    help="run a fake OpenRouter on loopback (tests, demos, benchmarks); "
                    "see fake-upstream --help")
+    worker = sub.add_parser("worker", help="run Message Batch flow runs from Prefect "
+                            "(batches.executor: prefect; needs PREFECT_API_URL)")
+    worker.add_argument("--config", help="YAML config file (the server's)")
+    worker.add_argument("--limit", type=int, help="flow runs (batches) at once (default: any)")
+    sub.add_parser("mcp-serve", add_help=False,
+                   help="serve the workspace tools (Read, Write, Bash, ...) over MCP; "
+                   "see mcp-serve --help")
     sub.add_parser("version", help="print the version")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["fake-upstream"]:
         from .fake_upstream import main as fake_main
 
         return fake_main(argv[1:])
+    if argv[:1] == ["mcp-serve"]:
+        from .mcp_serve import main as mcp_serve_main
+
+        return mcp_serve_main(argv[1:])
     args = parser.parse_args(argv)
 
     if args.command == "version":
@@ -52,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .doctor import run_doctor
 
         return run_doctor(args.config)
+    if args.command == "worker":
+        from .batches.worker import run_worker
+
+        return run_worker(args.config, args.limit)
     return _serve(args)
 
 
@@ -61,6 +77,12 @@ def _serve(args: argparse.Namespace) -> int:
             args.config,
             overrides={"host": args.host, "port": args.port, "log_level": args.log_level},
         )
+        from .batches.config import BatchConfig
+
+        BatchConfig.from_mapping(settings.batches).check_environment()
+        from .tools.config import ServerToolsConfig
+
+        ServerToolsConfig.parse(settings.server_tools)  # a bad section fails here, not later
     except SettingsError as exc:
         print(f"openrouter-anthropic: {exc}", file=sys.stderr)
         return 2

@@ -61,6 +61,9 @@ class Reply:
     native_finish_reason: str | None = None
     usage: dict[str, float] = field(default_factory=dict)
     refusal: str | None = None
+    # OpenRouter `url_citation` annotations, e.g. the results of its web_search server tool:
+    # [{"type": "url_citation", "url_citation": {"url", "title", "content"}}].
+    annotations: list[dict[str, Any]] = field(default_factory=list)
     # faults
     status: int = 200
     error_message: str | None = None
@@ -115,6 +118,9 @@ _RUN = re.compile(r"\brun (?:the command )?(.+)", re.I | re.S)
 _READ = re.compile(r"\bread (\S+) and (\S+)", re.I)
 _THINK = re.compile(r"\bthink about (.+)", re.I | re.S)
 _WORKDIR = re.compile(r"Working directory: (\S+)")
+# "search the web for X" (a user), "Perform a web search for the query: X" (Claude Code's
+# WebSearch sub-request), "Search the web for: X" (the gateway's openrouter search backend).
+_SEARCH = re.compile(r"(?:search the web for|web search for the query):?\s*(.+)", re.I | re.S)
 # Claude Code wraps context in these blocks; they must not trigger the rules.
 _REMINDER = re.compile(r"<(system-reminder|system-message)>.*?</\1>", re.S)
 
@@ -133,6 +139,21 @@ def _declared_tools(body: JSON) -> set[str]:
         return set()
     tools = body.get("tools") or []
     return {t["function"]["name"] for t in tools if isinstance(t, dict) and "function" in t}
+
+
+def _declares_openrouter_search(body: JSON) -> bool:
+    return any(isinstance(t, dict) and t.get("type") == "openrouter:web_search"
+               for t in body.get("tools") or [])
+
+
+def search_reply(query: str, results: int = 3) -> Reply:
+    """OpenRouter's web_search server tool as the model's answer: text + url_citations."""
+    slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-")[:40] or "q"
+    annotations = [{"type": "url_citation", "url_citation": {
+        "url": f"https://example.com/{slug}/{i}", "title": f"{query} - result {i}",
+        "content": f"Snippet {i} about {query}.", "start_index": 0, "end_index": 1}}
+        for i in range(1, results + 1)]
+    return Reply(text=f"Here is what the web says about {query}.", annotations=annotations)
 
 
 def _abs_path(name: str, messages: Sequence[JSON]) -> str:
@@ -177,6 +198,10 @@ def example_for_schema(schema: Any, defs: Mapping[str, Any] | None = None) -> An
 def default_reply(body: JSON) -> Reply:
     """The deterministic answer used when no scripted reply is queued."""
     messages: list[JSON] = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    if _declares_openrouter_search(body):
+        users = [m for m in messages if m.get("role") == "user"]
+        found = _SEARCH.search(_text_of(users[-1].get("content"))) if users else None
+        return search_reply(found.group(1).strip() if found else "anything")
     trailing_tools: list[str] = []
     for msg in reversed(messages):
         if msg.get("role") != "tool":
@@ -203,6 +228,10 @@ def _rule_reply(text: str, messages: Sequence[JSON], tools: set[str]) -> Reply:
     if "Read" in tools and (m := _READ.search(text)):
         paths = [_abs_path(m.group(i), messages) for i in (1, 2)]
         return Reply(tool_calls=[_call("Read", {"file_path": p}) for p in paths])
+    for search_tool in ("WebSearch", "web_search"):
+        if search_tool in tools and (m := _SEARCH.search(text)):
+            query = m.group(1).strip().rstrip(".")
+            return Reply(tool_calls=[_call(search_tool, {"query": query})])
     if m := _THINK.search(text):
         topic = m.group(1).strip()
         return Reply(
@@ -290,6 +319,8 @@ def _completion(body: JSON, reply: Reply, gen_id: str) -> JSON:
                      "refusal": reply.refusal, "reasoning": reply.reasoning}
     if details := _reasoning_details(reply):
         message["reasoning_details"] = details
+    if reply.annotations:
+        message["annotations"] = reply.annotations
     if reply.tool_calls:
         message["tool_calls"] = [
             {"id": c["id"], "type": "function", "index": i,
@@ -338,6 +369,8 @@ def _deltas(reply: Reply, pieces: int | None) -> list[JSON]:
         out.append({**role, "content": "", "refusal": reply.refusal})
     out.extend({**role, "content": p} for p in _split_words(reply.text or "", pieces)
                if reply.text)
+    if reply.annotations:
+        out.append({**role, "content": "", "annotations": reply.annotations})
     for i, call in enumerate(reply.tool_calls):
         out.append({**role, "content": None, "tool_calls": [
             {"index": i, "id": call["id"], "type": "function",

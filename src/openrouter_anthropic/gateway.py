@@ -1,8 +1,14 @@
 """The request path: route -> translate -> upstream -> translate back.
 
-`Gateway.messages` (non-streaming) is the seam that batches and tool loops call without
-HTTP; `Gateway.open_stream` returns the SSE bytes of a streamed answer after the upstream
-has accepted the request, so errors before the first byte are ordinary HTTP errors.
+`Gateway.messages` (non-streaming) is the seam that batches call without HTTP;
+`Gateway.open_stream` returns the SSE bytes of a streamed answer after the upstream has
+accepted the request, so errors before the first byte are ordinary HTTP errors.
+
+A request that declares a gateway-run tool (web_search, web_fetch, ...) goes through the tool
+loop (tools/loop.py), which calls back here for each model turn: `model_turn` (one
+non-streaming call) and `open_events` (one streamed call as Anthropic events, encoded to SSE
+bytes only at the end). Every other request takes the plain path; its only extra cost is
+the registry's scan of `tools` for a server-tool type.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,16 +29,18 @@ from .retry import RetryPolicy, call_with_retries
 from .routing import Route, Router
 from .settings import Settings
 from .tokens import count_chat_tokens
+from .tools.providers import build_tool_loop
 from .translate.common import new_message_id, usage
 from .translate.request import ChatPlan, RequestOptions, build_chat_request
 from .translate.response import chat_to_message
-from .translate.sse import PING, encode_event
-from .translate.stream import State, StreamTranslator
+from .translate.sse import encode_event
+from .translate.stream import Event, State, StreamTranslator
 from .translate.structured import extract_json, feedback, validation_errors
 from .upstream import Upstream, UpstreamStream
 
 log = logging.getLogger("openrouter_anthropic.gateway")
 _START_COALESCE_S = 0.05
+_PING_EVENT: Event = ("ping", {"type": "ping"})
 T = TypeVar("T")
 
 
@@ -76,6 +84,7 @@ class Gateway:
             max_delay=settings.retry_max_delay,
             max_wait=settings.retry_max_wait,
         )
+        self.tool_loop = build_tool_loop(self)
 
     def plan(self, body: Mapping[str, Any], ctx: RequestContext) -> tuple[Route, ChatPlan]:
         model = body.get("model")
@@ -97,6 +106,13 @@ class Gateway:
 
     async def messages(self, body: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
         """One non-streaming Messages call (also used without HTTP)."""
+        if self.tool_loop.claims(body):
+            return await self.tool_loop.messages(body, ctx)
+        return await self.model_turn(body, ctx)
+
+    async def model_turn(self, body: Mapping[str, Any], ctx: RequestContext
+                         ) -> dict[str, Any]:
+        """One model call, non-streaming, with no gateway-run tools."""
         route, plan = self.plan(body, ctx)
         if plan.max_tokens == 0:
             return self._prewarm_answer(route, plan)
@@ -171,14 +187,29 @@ class Gateway:
     async def open_stream(
         self, body: Mapping[str, Any], ctx: RequestContext
     ) -> AsyncIterator[bytes]:
+        if self.tool_loop.claims(body):
+            return await self.tool_loop.open_stream(body, ctx)
+        return await self._open(body, ctx, _encode)
+
+    async def open_events(
+        self, body: Mapping[str, Any], ctx: RequestContext
+    ) -> AsyncGenerator[list[Event], None]:
+        """One streamed model call, with no gateway-run tools, as batches of Anthropic
+        events (message_start ... message_stop, or an `error` event)."""
+        return await self._open(body, ctx, _events)
+
+    async def _open(
+        self, body: Mapping[str, Any], ctx: RequestContext,
+        emit: Callable[[list[Event]], T],
+    ) -> AsyncGenerator[T, None]:
         route, plan = self.plan(body, ctx)
         if plan.max_tokens == 0:
-            return _replay_as_stream(self._prewarm_answer(route, plan))
+            return _replay_as_stream(self._prewarm_answer(route, plan), emit)
         if plan.output_schema is not None:
             # The answer must be validated whole before the client sees it.
             plan.body.pop("stream", None)
             message = await self._structured(route, plan, plan.output_schema, ctx)
-            return _replay_as_stream(message)
+            return _replay_as_stream(message, emit)
         plan.body["stream"] = True
         upstream = await self._with_retries(
             route, plan.body, ctx, lambda b: self.upstream.open_stream(b, {})
@@ -192,16 +223,19 @@ class Gateway:
             stop_sequences=plan.stop_sequences,
             request_id=ctx.request_id,
         )
-        return self._relay(upstream, translator, ctx)
+        return self._relay(upstream, translator, ctx, emit)
 
     async def _relay(
-        self, upstream: UpstreamStream, translator: StreamTranslator, ctx: RequestContext
-    ) -> AsyncIterator[bytes]:
+        self, upstream: UpstreamStream, translator: StreamTranslator, ctx: RequestContext,
+        emit: Callable[[list[Event]], T],
+    ) -> AsyncGenerator[T, None]:
+        """Translate the upstream stream; `emit` turns each batch of events into what is
+        yielded (SSE bytes for the client, or the events themselves for the tool loop)."""
         ping_interval = self.settings.ping_interval
         idle_timeout = self.settings.idle_timeout
         # message_start goes out with the first upstream bytes (one write instead of two),
         # or alone after a short wait when the upstream is slow to start.
-        pending = [_encode(translator.start())]
+        pending = translator.start()
         wait = min(ping_interval, _START_COALESCE_S)
         last_data = time.monotonic()
         try:
@@ -212,37 +246,37 @@ class Gateway:
                 except TimeoutError:
                     wait = ping_interval
                     if time.monotonic() - last_data >= idle_timeout:
-                        pending.append(_encode(translator.fail(
+                        pending.extend(translator.fail(
                             "timeout_error", f"the upstream sent nothing for {idle_timeout:g} s"
-                        )))
-                        yield b"".join(pending)
+                        ))
+                        yield emit(pending)
                         return
                     if not pending:  # silence: keep the client's idle watchdog fed
-                        pending.append(PING)
-                    yield b"".join(pending)
+                        pending.append(_PING_EVENT)
+                    yield emit(pending)
                     pending = []
                     continue
                 except UpstreamError as exc:
-                    pending.append(_encode(translator.fail(exc.error_type, exc.message)))
-                    yield b"".join(pending)
+                    pending.extend(translator.fail(exc.error_type, exc.message))
+                    yield emit(pending)
                     return
                 wait = ping_interval
                 if items is None:
-                    pending.append(_encode(translator.finish()))
-                    yield b"".join(pending)
+                    pending.extend(translator.finish())
+                    yield emit(pending)
                     return
                 last_data = time.monotonic()
                 for item in items:
                     if item is None:
-                        pending.append(PING)
+                        pending.append(_PING_EVENT)
                         continue
-                    pending.append(_encode(translator.feed(item)))
+                    pending.extend(translator.feed(item))
                     if ctx.first_token_at is None and translator.blocks_started:
                         ctx.first_token_at = last_data
                     if translator.state in (State.DONE, State.FAILED):
                         break
                 if pending:
-                    yield b"".join(pending)
+                    yield emit(pending)
                     pending = []
                 if translator.state in (State.DONE, State.FAILED):
                     return
@@ -287,6 +321,8 @@ class Gateway:
     def count_tokens(self, body: Mapping[str, Any], ctx: RequestContext) -> int:
         """Count the request as it will be sent upstream (system and tools included)."""
         count_body = dict(body)
+        if self.tool_loop.claims(count_body):
+            count_body = self.tool_loop.counting_body(count_body)
         count_body.setdefault("max_tokens", 1)
         count_body.pop("stream", None)
         _, plan = self.plan(count_body, ctx)
@@ -303,14 +339,20 @@ def _add_usage(total: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-def _encode(events: list[tuple[str, dict[str, Any]]]) -> bytes:
+def _encode(events: list[Event]) -> bytes:
     return b"".join(encode_event(name, data) for name, data in events)
 
 
-async def _replay_as_stream(message: dict[str, Any]) -> AsyncIterator[bytes]:
+def _events(events: list[Event]) -> list[Event]:
+    return events
+
+
+async def _replay_as_stream(
+    message: dict[str, Any], emit: Callable[[list[Event]], T]
+) -> AsyncGenerator[T, None]:
     """A complete message as the Anthropic event sequence (used for local answers)."""
     start = {**message, "content": [], "stop_reason": None}
-    events: list[tuple[str, dict[str, Any]]] = [
+    events: list[Event] = [
         ("message_start", {"type": "message_start", "message": start})
     ]
     for index, block in enumerate(message["content"]):
@@ -326,7 +368,7 @@ async def _replay_as_stream(message: dict[str, Any]) -> AsyncIterator[bytes]:
         "usage": message["usage"],
     }))
     events.append(("message_stop", {"type": "message_stop"}))
-    yield _encode(events)
+    yield emit(events)
 
 
 def _block_as_deltas(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -97,6 +97,8 @@ class Settings:
     # The URL clients reach this gateway at (for absolute links such as batch results_url);
     # empty: taken from each request's Host header.
     public_base_url: str = ""
+    # The folder of the --config file (set by load): relative paths in it are taken from here.
+    config_dir: str = ""
     log_level: str = "info"
     access_log: bool = False
 
@@ -116,6 +118,8 @@ class Settings:
             if raw is not None and raw != "":
                 values[f.name] = raw
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        if config_file is not None:
+            values["config_dir"] = str(Path(config_file).resolve().parent)
         return cls.from_mapping(values)
 
     @classmethod
@@ -170,6 +174,9 @@ class Settings:
         out["admin_api_key"] = "set" if self.admin_api_key else "missing"
         out["key_rate_limits"] = len(self.key_rate_limits)
         out["redis_url"] = "set" if self.redis_url else ""
+        # Managed MCP servers' env and headers hold secrets: names only.
+        servers = self.mcp.get("servers")
+        out["mcp"] = {"servers": sorted(servers) if isinstance(servers, dict) else []}
         return out
 
 
