@@ -78,6 +78,18 @@ class Request:
         return value
 
 
+def page_limit(request: Request, default: int = 20, maximum: int = 1000) -> int:
+    """The `limit` query parameter of Anthropic's list endpoints (models, batches)."""
+    raw = request.query.get("limit", str(default))
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"limit: Input should be a valid integer, got {raw!r}") from None
+    if not 1 <= limit <= maximum:
+        raise InvalidRequest(f"limit: Input should be between 1 and {maximum}")
+    return limit
+
+
 def _too_large(limit: int) -> str:
     size = f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
     return f"request body is larger than the limit of {size}"

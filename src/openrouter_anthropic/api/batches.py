@@ -15,7 +15,7 @@ from ..batches.service import BatchService
 from ..batches.wire import deleted, message_batch
 from ..errors import GatewayError, InvalidRequest, NotFound
 from ..gateway import RequestContext
-from ..http import Request, Response, json_response
+from ..http import Request, Response, json_response, page_limit
 
 PREFIX = "/v1/messages/batches"
 _PARSE_INLINE = 256 * 1024  # bytes: smaller bodies parse faster than a thread hop
@@ -70,13 +70,7 @@ async def _json_body(request: Request, service: BatchService) -> dict[str, Any]:
 
 
 async def _list(service: BatchService, request: Request, owner: str, base: str) -> Response:
-    raw = request.query.get("limit", "20")
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"limit: Input should be a valid integer, got {raw!r}") from None
-    if not 1 <= limit <= 1000:
-        raise InvalidRequest("limit: Input should be between 1 and 1000")
+    limit = page_limit(request)
     after, before = request.query.get("after_id"), request.query.get("before_id")
     if after is not None and before is not None:
         raise InvalidRequest("after_id and before_id cannot be used together")

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from ..errors import InvalidRequest, NotFound
-from ..http import Request, Response, json_response
+from ..http import Request, Response, json_response, page_limit
 from ..profiles import Profiles
 from ..routing import Router
 
@@ -46,20 +46,9 @@ def model_info(model_id: str, router: Router, profiles: Profiles) -> dict[str, A
     return info
 
 
-def _limit(request: Request) -> int:
-    raw = request.query.get("limit", "20")
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"limit: Input should be a valid integer, got {raw!r}") from None
-    if not 1 <= limit <= 1000:
-        raise InvalidRequest("limit: Input should be between 1 and 1000")
-    return limit
-
-
 def list_models(request: Request, router: Router, profiles: Profiles) -> Response:
     ids = router.listed_ids()
-    limit = _limit(request)
+    limit = page_limit(request)
     after, before = request.query.get("after_id"), request.query.get("before_id")
     for name, cursor in (("after_id", after), ("before_id", before)):
         if cursor is not None and cursor not in ids:
