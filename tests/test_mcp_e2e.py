@@ -173,3 +173,58 @@ def test_a_managed_server_by_toolset_and_tool_metrics(fake: FakeOpenRouter,
         assert metrics["mcp:files/add"]["errors"] == {}
         assert 'ora_tool_calls_total{tool="mcp:files/add"} 1' in http.get(
             "/metrics", headers=admin).text
+
+
+def test_a_listing_sent_back_in_an_assistant_turn_is_not_rejected(
+        fake: FakeOpenRouter, gateway: str, mcp_server: HttpMcpServer) -> None:
+    # mcp-client-2026-09-15: the listing of an earlier answer comes back with the turn.
+    listed = [{"name": "echo", "description": "Echo", "input_schema": {"type": "object"}}]
+    fake.script(call("live__echo", text="again"), Reply(text="done"))
+    body = {"model": MODEL, "max_tokens": 64, "mcp_servers": servers(mcp_server.url),
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [
+                    {"type": "mcp_tool_listing", "mcp_server_name": "live", "tools": listed},
+                    {"type": "text", "text": "hello"}]},
+                {"role": "user", "content": "echo again"}]}
+    with httpx2.Client(base_url=gateway, timeout=20.0) as http:
+        answer = http.post("/v1/messages", json=body,
+                           headers={"anthropic-beta": "mcp-client-2026-09-15"})
+    assert answer.status_code == 200, answer.text
+    assert [b["type"] for b in answer.json()["content"]] == [
+        "mcp_tool_use", "mcp_tool_result", "text"]
+    first, _ = chat_requests(fake)
+    assert "mcp_tool_listing" not in str(first["messages"])
+    assert [t["function"]["name"] for t in first["tools"]] == ["live__echo"]  # the pinned one
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_listing_beta_gets_the_fetched_listings_first(
+        fake: FakeOpenRouter, gateway: str, mcp_server: HttpMcpServer, stream: bool) -> None:
+    fake.script(call("live__echo", text="hey"), Reply(text="done"))
+    body = {"model": MODEL, "max_tokens": 64, "stream": stream,
+            "mcp_servers": servers(mcp_server.url),
+            "messages": [{"role": "user", "content": "hi"}]}
+    with httpx2.Client(base_url=gateway, timeout=20.0) as http:
+        answer = http.post("/v1/messages", json=body, headers={
+            "anthropic-beta": "mcp-client-2025-11-20, mcp-client-2026-09-15"})
+    assert answer.status_code == 200, answer.text
+    if stream:
+        events = parse_sse(answer.text)
+        assert [n for n, _ in events][:2] == ["message_start", "content_block_start"]
+        starts = [d for n, d in events if n == "content_block_start"]
+        assert [d["index"] for d in starts] == list(range(len(starts)))
+        content = [d["content_block"] for d in starts]
+    else:
+        content = answer.json()["content"]
+    listing = content[0]
+    assert listing["type"] == "mcp_tool_listing" and listing["mcp_server_name"] == "live"
+    assert "echo" in {t["name"] for t in listing["tools"]}
+    assert [b["type"] for b in content[1:]] == ["mcp_tool_use", "mcp_tool_result", "text"]
+    for request in chat_requests(fake):
+        assert "mcp_tool_listing" not in str(request["messages"])
+    # Without the beta, no listing.
+    fake.script(Reply(text="plain"))
+    with httpx2.Client(base_url=gateway, timeout=20.0) as http:
+        answer = http.post("/v1/messages", json={**body, "stream": False})
+    assert [b["type"] for b in answer.json()["content"]] == ["text"]

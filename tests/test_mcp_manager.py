@@ -16,11 +16,11 @@ from typing import Any
 import httpx2
 import pytest
 
-from conftest import RunningGateway, gateway_settings
+from conftest import MODEL, RunningGateway, chat_requests, gateway_settings
 from mcp_helpers import PYTHON, SERVER_SCRIPT, HttpMcpServer, process_alive
 from openrouter_anthropic.app import key_id
 from openrouter_anthropic.errors import GatewayError, InvalidRequest
-from openrouter_anthropic.fake_upstream import FakeOpenRouter
+from openrouter_anthropic.fake_upstream import FakeOpenRouter, Reply, ToolCall
 from openrouter_anthropic.settings import Settings, SettingsError
 from openrouter_anthropic.tools.base import ToolContext
 from openrouter_anthropic.tools.mcp_config import parse_servers
@@ -351,3 +351,28 @@ def test_admin_endpoints_are_404_without_an_admin_key(
         assert http.get("/admin/mcp/servers").json() == {"data": []}
         assert http.get("/tool-metrics").json() == {"tools": {}, "window": 1024}
 
+
+
+def test_a_server_attached_to_a_key_serves_its_plain_requests(
+        fake: FakeOpenRouter, gateway: Callable[..., RunningGateway]) -> None:
+    running = gateway(admin_api_key=ADMIN, proxy_api_keys=(CLIENT, OTHER_CLIENT),
+                      mcp={"servers": {"files": stdio_entry(attach=[CLIENT])}})
+    fake.script(Reply(tool_calls=[ToolCall(id="call_1", name="files__add",
+                                           arguments='{"a": 20, "b": 22}')]),
+                Reply(text="42 it is"), Reply(text="plain"))
+    plain = {"model": MODEL, "max_tokens": 64,
+             "messages": [{"role": "user", "content": "add"}]}  # declares no MCP
+    with httpx2.Client(base_url=running.url, timeout=20.0) as http, httpx2.Client(
+            base_url=running.url, timeout=10.0, headers={"x-api-key": ADMIN}) as admin:
+        wait_status(admin, "files", lambda i: i["status"] == "healthy")
+        answer = http.post("/v1/messages", json=plain, headers={"x-api-key": CLIENT})
+        assert answer.status_code == 200, answer.text
+        use, result, text = answer.json()["content"]
+        assert (use["type"], use["server_name"], use["name"]) == ("mcp_tool_use", "files", "add")
+        assert result["content"] == [{"type": "text", "text": "42"}]
+        assert text["text"] == "42 it is"
+        other = http.post("/v1/messages", json=plain, headers={"x-api-key": OTHER_CLIENT})
+        assert other.status_code == 200 and other.json()["content"][0]["text"] == "plain"
+    first, _, third = chat_requests(fake)
+    assert "files__add" in {t["function"]["name"] for t in first["tools"]}
+    assert not third.get("tools")  # the other key stays on the plain path

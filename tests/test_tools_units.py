@@ -297,6 +297,18 @@ def test_registry_claims_only_its_families(tools: Any, claimed: bool) -> None:
     assert _registry().claims({"tools": tools}) is claimed
 
 
+def test_registry_claims_the_requests_of_attached_keys() -> None:
+    registry = _registry()
+    web_search = registry.providers[0]
+    assert registry.claims({"messages": []}, "key_a") is False
+    registry.attach(web_search, ["key_a"])
+    assert registry.claims({"messages": []}, "key_a") is True
+    assert registry.claims({"messages": []}, "key_b") is False
+    assert registry.claims({"messages": []}) is False
+    registry.attach(web_search, ["*"])
+    assert registry.claims({"messages": []}, "key_b") is True
+
+
 def test_registry_names_unknown_versions() -> None:
     with pytest.raises(InvalidRequest, match=r"web_fetch_20990101.*web_fetch_20250910"):
         _registry().split([{"name": "Read"}, {"type": "web_fetch_20990101"}])

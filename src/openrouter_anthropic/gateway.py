@@ -57,6 +57,8 @@ class RequestContext:
     started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     key_id: str = "anonymous"
+    # The raw `anthropic-beta` header (parsed only by the tool loop: the MCP listing beta).
+    anthropic_beta: str = ""
     client_disconnected: bool = False
     stream_error: tuple[str, str] | None = None
     rate_limit_headers: dict[str, str] = field(default_factory=dict)
@@ -106,7 +108,7 @@ class Gateway:
 
     async def messages(self, body: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
         """One non-streaming Messages call (also used without HTTP)."""
-        if self.tool_loop.claims(body):
+        if self.tool_loop.claims(body, ctx.key_id):
             return await self.tool_loop.messages(body, ctx)
         return await self.model_turn(body, ctx)
 
@@ -187,7 +189,7 @@ class Gateway:
     async def open_stream(
         self, body: Mapping[str, Any], ctx: RequestContext
     ) -> AsyncIterator[bytes]:
-        if self.tool_loop.claims(body):
+        if self.tool_loop.claims(body, ctx.key_id):
             return await self.tool_loop.open_stream(body, ctx)
         return await self._open(body, ctx, _encode)
 
@@ -321,7 +323,7 @@ class Gateway:
     def count_tokens(self, body: Mapping[str, Any], ctx: RequestContext) -> int:
         """Count the request as it will be sent upstream (system and tools included)."""
         count_body = dict(body)
-        if self.tool_loop.claims(count_body):
+        if self.tool_loop.claims(count_body, ctx.key_id):
             count_body = self.tool_loop.counting_body(count_body)
         count_body.setdefault("max_tokens", 1)
         count_body.pop("stream", None)

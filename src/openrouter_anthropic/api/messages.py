@@ -23,6 +23,7 @@ async def create_message(gateway: Gateway, request: Request, ctx: RequestContext
     body = await request.json(gateway.settings.max_body_bytes)
     ctx.body_size = len(request.body)
     ctx.session_id = session_id(request)
+    ctx.anthropic_beta = request.headers.get("anthropic-beta") or ""
     if body.get("stream") is True:
         stream = await gateway.open_stream(body, ctx)
         return Response(200, headers=dict(_STREAM_HEADERS), content_type="text/event-stream",

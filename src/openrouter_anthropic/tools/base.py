@@ -61,6 +61,8 @@ class ToolContext:
     model: str = ""
     # Top-level fields a tool adds to the final message (code execution: `container`).
     message_fields: dict[str, Any] = field(default_factory=dict)
+    # The request's `anthropic-beta` values (the MCP connector's listing beta).
+    betas: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

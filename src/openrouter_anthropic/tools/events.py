@@ -15,7 +15,7 @@ to the model. Calls of gateway-run tools are presented as `server_tool_use` (or
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -47,9 +47,12 @@ def block_events(index: int, block: dict[str, Any]) -> list[Event]:
 
 
 class LoopEvents:
-    def __init__(self, gateway_tools: Mapping[str, ToolSpec]) -> None:
+    def __init__(self, gateway_tools: Mapping[str, ToolSpec],
+                 leading: Sequence[dict[str, Any]] = ()) -> None:
         self.gateway_tools = gateway_tools
-        self.blocks: list[dict[str, Any]] = []  # everything the client was shown, in order
+        # Everything the client was shown, in order; `leading` blocks (MCP tool listings)
+        # are sent whole right after message_start.
+        self.blocks: list[dict[str, Any]] = list(leading)
         self.presented: dict[str, str] = {}  # call id -> the function (spec.name) it called
         self.started = False
         self.failed = False
@@ -86,6 +89,8 @@ class LoopEvents:
                 if not self.started:
                     self.started = True
                     out.append((name, data))
+                    for index, block in enumerate(self.blocks):
+                        out.extend(block_events(index, block))
             elif name == "message_delta":
                 delta = data.get("delta") or {}
                 self.stop_reason = delta.get("stop_reason")

@@ -23,6 +23,7 @@ from typing import Any
 from yarl import URL
 
 USE_TYPES = frozenset({"server_tool_use", "mcp_tool_use"})
+LISTING = "mcp_tool_listing"
 # (text the model reads, is_error) for one result block.
 ReplayText = Callable[[Mapping[str, Any]], tuple[str, bool]]
 
@@ -46,6 +47,14 @@ def rewrite_messages(messages: list[Any], replay: ReplayText) -> list[Any]:
     out: list[Any] = []
     for message in messages:
         content = message.get("content") if isinstance(message, Mapping) else None
+        if (message.get("role") == "assistant" if isinstance(message, Mapping) else False) and (
+                isinstance(content, list) and any(
+                    isinstance(b, Mapping) and b.get("type") == LISTING for b in content)):
+            # An MCP tool listing (beta mcp-client-2026-09-15) is for the gateway (the
+            # plan's pinned tools), not the model: drop it.
+            content = [b for b in content
+                       if not (isinstance(b, Mapping) and b.get("type") == LISTING)]
+            message = {**message, "content": content}
         if (message.get("role") == "assistant" if isinstance(message, Mapping) else False) and (
                 isinstance(content, list) and _has_pairs(content)):
             out.extend(split_turn(content, replay))

@@ -63,7 +63,8 @@ class ToolLoop:
         self.limiter = MemoryRateLimiter()
         self.observers: list[CallObserver] = []
         # Whether a request takes the loop: the registry's scan, bound once (hot path).
-        self.claims: Callable[[Mapping[str, Any]], bool] = registry.claims
+        # claims(body, key_id): a key with an attached managed MCP server takes the loop.
+        self.claims: Callable[[Mapping[str, Any], str | None], bool] = registry.claims
 
     def counting_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The request for count_tokens: client tools only (gateway-run tools' functions
@@ -123,7 +124,7 @@ class ToolLoop:
 
     async def _stream(self, run: _Run, events: AsyncGenerator[list[Event], None],
                       rctx: RequestContext) -> AsyncIterator[bytes]:
-        relay = LoopEvents(run.specs)
+        relay = LoopEvents(run.specs, run.listings)
         run.content = relay.blocks
         run.call_functions = relay.presented
         cost = 0.0
@@ -188,8 +189,9 @@ class ToolLoop:
     # -- shared -----------------------------------------------------------------------
 
     async def _start(self, body: Mapping[str, Any], rctx: RequestContext) -> _Run:
+        betas = tuple(b.strip() for b in rctx.anthropic_beta.split(",") if b.strip())
         ctx = ToolContext(request_id=rctx.request_id, key_id=rctx.key_id,
-                          seen_urls=conversation_urls(body))
+                          seen_urls=conversation_urls(body), betas=betas)
         client_tools, toolsets = await self.registry.open(body, ctx)
         try:
             return _Run(body, client_tools, toolsets, ctx, self.registry)
@@ -279,7 +281,11 @@ class _Run:
                 raise InvalidRequest(f"tools: the name {name!r} is used by a client tool and "
                                      "a server tool")
         self.specs = {name: tool.spec for name, tool in self.tools.items()}
-        self.content: list[dict[str, Any]] = []
+        # `mcp_tool_listing` blocks (beta mcp-client-2026-09-15) open the answer.
+        self.listings: list[dict[str, Any]] = [
+            block for toolset in toolsets
+            for block in getattr(toolset, "listing_blocks", list)()]
+        self.content: list[dict[str, Any]] = list(self.listings)
         self.model_texts: dict[str, tuple[str, bool]] = {}
         self.uses: Counter[str] = Counter()
         self.server_calls: Counter[str] = Counter(
@@ -296,8 +302,9 @@ class _Run:
         body = self.body
         messages = body.get("messages")
         if isinstance(messages, list):
-            if self.content:
-                messages = _with_turn(messages, self.content)
+            turn = self.content[len(self.listings):]  # listings are not the model's
+            if turn:
+                messages = _with_turn(messages, turn)
             messages = rewrite_messages(messages, self._replay_text)
         request = {key: value for key, value in body.items()
                    if key not in self.registry.request_fields}

@@ -343,7 +343,8 @@ class McpProvider:
         managed = self.managed
         if self.workspaces is not None and self.workspaces.toolset_for(ctx.key_id):
             managed = _WithWorkspace(managed, self.workspaces, ctx)
-        plan = parse_mcp_request(request, key_id=ctx.key_id, managed=managed)
+        plan = parse_mcp_request(request, betas=ctx.betas, key_id=ctx.key_id,
+                                 managed=managed)
         if plan is None:
             return StaticToolset([])
         return await open_mcp_tools(plan, self.config, managed)
@@ -393,7 +394,12 @@ def install_mcp(loop: ToolLoop, settings: Settings, managed: ManagedServers | No
                 workspaces: Workspaces | None = None) -> None:
     """Plug MCP (and the built-in `workspace` server) into a gateway's tool loop, and
     `/tool-metrics` into its calls."""
-    loop.registry.register(McpProvider(ConnectorConfig.from_section(settings.mcp), managed,
-                                       workspaces))
+    provider = McpProvider(ConnectorConfig.from_section(settings.mcp), managed, workspaces)
+    loop.registry.register(provider)
+    # Managed servers attached to keys: those keys' requests take the loop without
+    # declaring MCP (McpManager.attached_key_ids; other ManagedServers attach nothing).
+    attached = getattr(managed, "attached_key_ids", None)
+    if attached is not None:
+        loop.registry.attach(provider, attached())
     if metrics is not None:
         loop.observers.append(metrics.observe)

@@ -448,6 +448,18 @@ class McpManager:
                     s.config.attach is True
                     or (isinstance(s.config.attach, frozenset) and key_id in s.config.attach))]
 
+    def attached_key_ids(self) -> frozenset[str]:
+        """Every key id some server is attached to ("*": every key), computed once at
+        start-up so the plain path's check is a set lookup (registry.claims)."""
+        ids: set[str] = set()
+        for s in self.servers.values():
+            attach, keys = s.config.attach, s.config.keys
+            if attach is True:
+                ids |= {"*"} if keys is None else keys
+            elif isinstance(attach, frozenset):
+                ids |= attach if keys is None else attach & keys
+        return frozenset(ids)
+
     async def backend_for(self, name: str) -> McpBackend:
         server = self.servers.get(name)
         if server is None:

@@ -13,7 +13,7 @@ To plug in a family, implement `ToolProvider` and register it in `build_registry
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,6 +76,20 @@ class ToolRegistry:
         self._by_result: dict[str, ToolProvider] = {}
         self._prefixes: tuple[str, ...] = ()
         self._fields: tuple[str, ...] = ()
+        # Keys whose every request a provider serves (managed MCP servers attached to a
+        # key), per provider index; "*" stands for every key. Empty: the plain path's check
+        # costs one falsy test.
+        self._attached: dict[int, frozenset[str]] = {}
+        self._attached_keys: frozenset[str] = frozenset()
+
+    def attach(self, provider: ToolProvider, key_ids: Collection[str]) -> None:
+        """Requests of these key ids ("*": every key) take the loop and open `provider`
+        even when they declare nothing (a managed MCP server attached to a key)."""
+        index = self._providers.index(provider)
+        keys = self._attached.get(index, frozenset()) | frozenset(key_ids)
+        if keys:
+            self._attached[index] = keys
+        self._attached_keys = frozenset().union(*self._attached.values())
 
     def register(self, provider: ToolProvider) -> None:
         for kind in provider.tool_types:
@@ -96,9 +110,9 @@ class ToolRegistry:
     def request_fields(self) -> tuple[str, ...]:
         return self._fields
 
-    def claims(self, body: Mapping[str, Any]) -> bool:
-        """Whether the request declares a gateway-run tool (the plain path's only cost:
-        a dict lookup per declared tool, no allocation)."""
+    def claims(self, body: Mapping[str, Any], key_id: str | None = None) -> bool:
+        """Whether the request declares a gateway-run tool, or its key has one attached
+        (the plain path's only cost: a dict lookup per declared tool, no allocation)."""
         tools = body.get("tools")
         if tools and self._prefixes and type(tools) is list:
             prefixes = self._prefixes
@@ -108,10 +122,11 @@ class ToolRegistry:
                     if type(kind) is str and kind.startswith(prefixes):
                         return True
         # A loop, not any(genexpr): no generator per request on the plain path.
-        for name in self._fields:  # noqa: SIM110
+        for name in self._fields:
             if body.get(name) is not None:
                 return True
-        return False
+        attached = self._attached_keys
+        return bool(attached) and ("*" in attached or key_id in attached)
 
     def split(self, tools: Any) -> tuple[list[Any], dict[int, list[Declaration]]]:
         """(client tools, declarations per provider index); 400 for unknown versions."""
@@ -153,8 +168,11 @@ class ToolRegistry:
         try:
             for index, provider in enumerate(self._providers):
                 declarations = claimed.get(index)
+                attached = self._attached.get(index)
                 if declarations is None and not any(
-                        body.get(name) is not None for name in provider.request_fields):
+                        body.get(name) is not None for name in provider.request_fields) and (
+                        attached is None
+                        or ("*" not in attached and ctx.key_id not in attached)):
                     continue
                 toolsets.append(await provider.open(declarations or [], body, ctx))
         except BaseException:

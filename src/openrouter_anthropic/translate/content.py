@@ -26,7 +26,7 @@ _SERVER_ECHO_BLOCKS = (
     "server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
     "code_execution_tool_result", "bash_code_execution_tool_result",
     "text_editor_code_execution_tool_result", "tool_search_tool_result",
-    "mcp_tool_use", "mcp_tool_result",
+    "mcp_tool_use", "mcp_tool_result", "mcp_tool_listing",
 )
 _TOOL_RESULT_BLOCKS = ("text", "image", "document", "search_result", "tool_reference")
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
