@@ -12,6 +12,7 @@ import anthropic
 
 from conftest import chat_requests
 from openrouter_anthropic.fake_upstream import FakeOpenRouter, Reply
+from tools_servers import PageServer, serve_app
 
 
 def call(name: str, arguments: str) -> dict[str, str]:
@@ -81,3 +82,25 @@ def test_workspace_server_writes_inside_its_root(make_gateway: Callable[..., str
     refused: Any = message.content[3]
     assert refused.is_error is True
     assert not Path("/etc/evil.txt").exists()
+
+
+def test_workspace_webfetch_runs_through_the_gateways_web_fetch(
+        make_gateway: Callable[..., str], fake: FakeOpenRouter, tmp_path: Path) -> None:
+    pages = PageServer()
+    with serve_app(pages.app()) as port:
+        pages.port = port
+        page = f"http://127.0.0.1:{port}/text"
+        url = make_gateway(workspace={"root": str(tmp_path)}, server_tools={
+            "web_fetch": {"allow_private": [f"127.0.0.1:{port}"]}})
+        fake.script(
+            Reply(tool_calls=[call("workspace__WebFetch",
+                                   f'{{"url": "{page}", "prompt": "summarise"}}')]),
+            Reply(text="Fetched."))
+        message = beta_client(url).beta.messages.create(
+            model="big", max_tokens=500, betas=["mcp-client-2025-11-20"],
+            tools=[{"type": "mcp_toolset", "mcp_server_name": "workspace"}],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": f"fetch {page}"}])
+    result: Any = message.content[1]
+    assert result.type == "mcp_tool_result" and result.is_error is False, result
+    assert "Plain text body." in result.content[0].text
+    assert pages.hits == ["/text"]

@@ -62,6 +62,8 @@ class ToolLoop:
         self.max_iterations = max_iterations
         self.limiter = MemoryRateLimiter()
         self.observers: list[CallObserver] = []
+        # Server tools the workspace toolset's WebFetch/WebSearch delegate to (providers.py).
+        self.web_delegates: dict[str, Any] = {}
         # Whether a request takes the loop: the registry's scan, bound once (hot path).
         # claims(body, key_id): a key with an attached managed MCP server takes the loop.
         self.claims: Callable[[Mapping[str, Any], str | None], bool] = registry.claims

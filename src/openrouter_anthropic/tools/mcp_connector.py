@@ -337,12 +337,13 @@ class McpProvider:
         self.config = config
         self.managed = managed
         self.workspaces = workspaces
+        self.web_delegates: Mapping[str, Any] = {}
 
     async def open(self, declarations: Sequence[Declaration], request: Mapping[str, Any],
                    ctx: ToolContext) -> Toolset:
         managed = self.managed
         if self.workspaces is not None and self.workspaces.toolset_for(ctx.key_id):
-            managed = _WithWorkspace(managed, self.workspaces, ctx)
+            managed = _WithWorkspace(managed, self.workspaces, ctx, self.web_delegates)
         plan = parse_mcp_request(request, betas=ctx.betas, key_id=ctx.key_id,
                                  managed=managed)
         if plan is None:
@@ -368,9 +369,10 @@ class _WithWorkspace:
     this view is made per request."""
 
     def __init__(self, managed: ManagedServers | None, workspaces: Workspaces,
-                 ctx: ToolContext) -> None:
+                 ctx: ToolContext, web: Mapping[str, Any]) -> None:
         self._managed = managed
-        self._toolset = workspaces.toolset_for(ctx.key_id)
+        self._toolset = workspaces.toolset_for(ctx.key_id, web_fetch=web.get("web_fetch"),
+                                               web_search=web.get("web_search"))
         self._ctx = ctx
 
     def permits(self, name: str, key_id: str) -> bool:
@@ -395,6 +397,7 @@ def install_mcp(loop: ToolLoop, settings: Settings, managed: ManagedServers | No
     """Plug MCP (and the built-in `workspace` server) into a gateway's tool loop, and
     `/tool-metrics` into its calls."""
     provider = McpProvider(ConnectorConfig.from_section(settings.mcp), managed, workspaces)
+    provider.web_delegates = loop.web_delegates
     loop.registry.register(provider)
     # Managed servers attached to keys: those keys' requests take the loop without
     # declaring MCP (McpManager.attached_key_ids; other ManagedServers attach nothing).
