@@ -73,18 +73,22 @@ _BASH_SCHEMA = {
         "restart": {"type": "boolean", "description": "Restart the bash session."},
     },
 }
+# The file-editing inputs the text editor and memory tools share.
+_EDIT_FIELDS = {
+    "path": _STRING,
+    "file_text": _STRING,
+    "old_str": _STRING,
+    "new_str": _STRING,
+    "insert_line": _INT,
+    "insert_text": _STRING,
+    "view_range": {"type": "array", "items": _INT},
+}
 _EDITOR_SCHEMA = {
     "type": "object",
     "properties": {
         "command": {"type": "string", "enum": ["view", "create", "str_replace", "insert",
                                                "undo_edit"]},
-        "path": _STRING,
-        "file_text": _STRING,
-        "old_str": _STRING,
-        "new_str": _STRING,
-        "insert_line": _INT,
-        "insert_text": _STRING,
-        "view_range": {"type": "array", "items": _INT},
+        **_EDIT_FIELDS,
     },
     "required": ["command", "path"],
 }
@@ -108,15 +112,9 @@ _MEMORY_SCHEMA = {
     "properties": {
         "command": {"type": "string", "enum": ["view", "create", "str_replace", "insert",
                                                "delete", "rename"]},
-        "path": _STRING,
-        "file_text": _STRING,
-        "old_str": _STRING,
-        "new_str": _STRING,
-        "insert_line": _INT,
-        "insert_text": _STRING,
+        **_EDIT_FIELDS,
         "old_path": _STRING,
         "new_path": _STRING,
-        "view_range": {"type": "array", "items": _INT},
     },
     "required": ["command"],
 }
